@@ -1,0 +1,36 @@
+/**
+ * The public URLs of this server (PROTOCOL.md section 0), built in one place so that discovery, the
+ * 401 challenge, the profile and the start-up banner always agree. `base` is SERVER_URL without a
+ * trailing slash; team tokens are URL-safe (base64url) and go in the path because Apple's client drops
+ * query strings from challenge URLs.
+ */
+export interface ServerUrls {
+  discovery: string
+  enroll(teamToken: string): string
+  ssoPage(teamToken: string): string
+  ssoStart: string
+  ssoCallback: string
+  ssoMetadata: string
+  oauth2Token(teamToken: string): string
+  esso: string
+  essoDeveloper: string
+  scep: string
+  mdm: string
+}
+
+export function serverUrls(base: string): ServerUrls {
+  const seg = (token: string) => encodeURIComponent(token)
+  return {
+    discovery: `${base}/.well-known/com.apple.remotemanagement`,
+    enroll: (t) => `${base}/api/mdm/apple/enroll/${seg(t)}`,
+    ssoPage: (t) => `${base}/mdm/sso/${seg(t)}`,
+    ssoStart: `${base}/api/v1/mdm/sso`,
+    ssoCallback: `${base}/api/v1/mdm/sso/callback`,
+    ssoMetadata: `${base}/api/v1/mdm/sso/metadata`,
+    oauth2Token: (t) => `${base}/api/v1/mdm/oauth2/token/${seg(t)}`,
+    esso: `${base}/api/mdm/apple/esso`,
+    essoDeveloper: `${base}/api/mdm/apple/esso/developer`,
+    scep: `${base}/mdm/apple/scep`,
+    mdm: `${base}/mdm/apple/mdm`,
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * Liveness and readiness for load balancers and orchestrators.
+ * /healthz: the process answers. /readyz: the database answers and every migration this code knows is
+ * applied; 503 otherwise, so a load balancer stops sending devices to a process that cannot serve them.
+ */
+import type { FastifyInstance } from 'fastify'
+
+export default async function healthRoutes(app: FastifyInstance) {
+  app.get('/healthz', async () => ({ status: 'ok' }))
+
+  app.get('/readyz', async (request, reply) => {
+    try {
+      const rows = await app.db.prisma.$queryRawUnsafe<{ name: string }[]>('SELECT name FROM schema_migrations')
+      const applied = new Set(rows.map((r) => r.name))
+      const pending = app.migrations.filter((m) => !applied.has(m.name)).map((m) => m.name)
+      if (pending.length) {
+        return reply.code(503).send({ status: 'migrations_pending', pending })
+      }
+      return { status: 'ready' }
+    } catch (err) {
+      request.log.warn({ err }, 'readiness check: database unavailable')
+      return reply.code(503).header('retry-after', '5').send({ status: 'database_unavailable' })
+    }
+  })
+}

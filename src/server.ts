@@ -1,0 +1,68 @@
+/**
+ * The process: parse configuration, build the app, listen, print what an administrator needs, and shut
+ * down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight requests, close the database).
+ */
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './config.js'
+
+const SHUTDOWN_GRACE_MS = 15_000
+
+async function main(): Promise<void> {
+  let config
+  try {
+    config = loadConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
+
+  const app = await buildApp(config)
+  let closing = false
+  const shutdown = (signal: string) => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'shutting down: finishing in-flight requests')
+    const timer = setTimeout(() => {
+      app.log.error('shutdown took too long; exiting')
+      process.exit(1)
+    }, SHUTDOWN_GRACE_MS)
+    timer.unref()
+    app.close().then(
+      () => process.exit(0),
+      (err) => {
+        app.log.error({ err }, 'error during shutdown')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+  process.on('SIGINT', () => shutdown('SIGINT'))
+
+  await app.listen({ port: config.port, host: config.host })
+
+  const u = app.urls
+  const token = app.defaultTeam.enrollmentToken
+  const lines = [
+    `${config.orgName}: account-driven enrollment server ready (${config.database.kind === 'pglite' ? `embedded database in ${config.dataDir}` : 'Postgres'})`,
+    `  Service discovery   ${u.discovery}`,
+    `                      (serve this path on the domain of your users' accounts, e.g. https://company.com/.well-known/com.apple.remotemanagement)`,
+    `  Enroll (Default)    ${u.enroll(token)}`,
+    `  SSO page (Default)  ${u.ssoPage(token)}`,
+    `  SCEP                ${u.scep}`,
+    `  Check-in / commands ${u.mdm}`,
+  ]
+  if (!config.serverUrl.startsWith('https://')) {
+    lines.push(`  Note: SERVER_URL is ${config.serverUrl}; Apple devices only enroll over https. Put a TLS reverse proxy in front and set SERVER_URL.`)
+  }
+  process.stdout.write(`${lines.join('\n')}\n`)
+  app.log.info({ urls: { discovery: u.discovery, enroll: u.enroll(token), sso: u.ssoPage(token), scep: u.scep, mdm: u.mdm } }, 'server ready')
+}
+
+main().catch((err) => {
+  process.stderr.write(`fatal: ${err instanceof Error ? err.message : String(err)}\n`)
+  if (err instanceof Error && err.cause) process.stderr.write(`  cause: ${(err.cause as Error).message ?? String(err.cause)}\n`)
+  process.exit(1)
+})

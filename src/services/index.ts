@@ -1,0 +1,22 @@
+/**
+ * All wiring of use cases in one place: each service gets the storage, configuration and keys it needs.
+ * Routes reach services through `app.services`; services never see Fastify.
+ */
+import type { Config } from '../config.js'
+import type { PrismaClient } from '../generated/prisma/client.js'
+import type { ServerUrls } from '../protocol/urls.js'
+import type { ServerKeys } from './keys.js'
+
+export interface ServiceDeps {
+  prisma: PrismaClient
+  config: Config
+  keys: ServerKeys
+  urls: ServerUrls
+}
+
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface Services {}
+
+export function createServices(_deps: ServiceDeps): Services {
+  return {}
+}

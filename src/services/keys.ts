@@ -1,0 +1,106 @@
+/**
+ * The server's own identities: the SCEP certificate authority and the profile-signing identity. Each is
+ * either given by the administrator (config) or generated once and stored encrypted in the database, so
+ * every process sharing the database uses the same keys. Generation is race-safe: two processes starting
+ * together both generate, one insert wins, both use the winner.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto'
+import type { Config, PemIdentity } from '../config.js'
+import type { PrismaClient } from '../generated/prisma/client.js'
+import { SecretBox } from '../pki/secretbox.js'
+import { bytes } from '../storage/bytes.js'
+import { createSelfSigned, escapeDnValue, generateRsaKeyPair, type Identity } from '../pki/x509.js'
+
+export interface ServerKeys {
+  scepCa: Identity
+  profileSigner: Identity
+}
+
+type KeyName = keyof ServerKeys
+
+const YEAR_MS = 365 * 24 * 3600 * 1000
+
+export interface KeyLogger {
+  info(obj: object, msg: string): void
+}
+
+export async function loadServerKeys(prisma: PrismaClient, config: Config, log?: KeyLogger): Promise<ServerKeys> {
+  const box = new SecretBox(config.serverSecret)
+  const load = (name: KeyName, given: PemIdentity | undefined, generate: () => Promise<Identity>) =>
+    given ? fromPem(given) : loadOrGenerate(prisma, box, name, generate, log)
+
+  const org = escapeDnValue(config.orgName)
+  const [scepCa, profileSigner] = await Promise.all([
+    load('scepCa', config.keys.scepCa, async () => {
+      const keys = await generateRsaKeyPair(2048)
+      const notBefore = new Date(Date.now() - 3600_000)
+      const certificate = await createSelfSigned({
+        subject: `CN=${org} Device CA, O=${org}`,
+        keys,
+        notBefore,
+        notAfter: new Date(notBefore.getTime() + 10 * YEAR_MS),
+        ca: true,
+        // keyEncipherment: SCEP clients encrypt their request to this certificate.
+        keyUsage: ['keyCertSign', 'cRLSign', 'digitalSignature', 'keyEncipherment'],
+      })
+      return { certificate, privateKey: keys.privateKey, chain: [] }
+    }),
+    load('profileSigner', config.keys.profileSigner, async () => {
+      const keys = await generateRsaKeyPair(2048)
+      const notBefore = new Date(Date.now() - 3600_000)
+      const certificate = await createSelfSigned({
+        subject: `CN=${org} Profile Signing, O=${org}`,
+        keys,
+        notBefore,
+        notAfter: new Date(notBefore.getTime() + 10 * YEAR_MS),
+        keyUsage: ['digitalSignature'],
+      })
+      return { certificate, privateKey: keys.privateKey, chain: [] }
+    }),
+  ])
+  return { scepCa, profileSigner }
+}
+
+function fromPem(given: PemIdentity): Identity {
+  return {
+    certificate: new X509Certificate(given.certificatePem),
+    privateKey: createPrivateKey(given.keyPem),
+    chain: given.chainPem.map((p) => new X509Certificate(p)),
+  }
+}
+
+async function loadOrGenerate(
+  prisma: PrismaClient,
+  box: SecretBox,
+  name: KeyName,
+  generate: () => Promise<Identity>,
+  log?: KeyLogger,
+): Promise<Identity> {
+  let row = await prisma.keyMaterial.findUnique({ where: { name } })
+  if (!row) {
+    const identity = await generate()
+    const sealed = box.seal(name, identity.privateKey.export({ type: 'pkcs8', format: 'der' }))
+    const inserted = await prisma.keyMaterial.createMany({
+      data: [{ name, certificatePem: identity.certificate.toString(), keyCiphertext: bytes(sealed.ciphertext), keyNonce: bytes(sealed.nonce), keyTag: bytes(sealed.tag) }],
+      skipDuplicates: true,
+    })
+    if (inserted.count === 1) {
+      log?.info({ key: name, subject: identity.certificate.subject.replace(/\n/g, ', '), fingerprint256: identity.certificate.fingerprint256 }, 'generated key material')
+    }
+    row = await prisma.keyMaterial.findUniqueOrThrow({ where: { name } })
+  }
+  let der: Buffer
+  try {
+    der = box.open(name, { ciphertext: Buffer.from(row.keyCiphertext), nonce: Buffer.from(row.keyNonce), tag: Buffer.from(row.keyTag) })
+  } catch (err) {
+    throw new Error(
+      `cannot decrypt the stored ${name} key: SERVER_SECRET differs from the one used when it was created`,
+      { cause: err },
+    )
+  }
+  return {
+    certificate: new X509Certificate(row.certificatePem),
+    privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
+    chain: [],
+  }
+}

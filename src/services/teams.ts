@@ -1,0 +1,22 @@
+import { randomBytes } from 'node:crypto'
+import type { PrismaClient, Team } from '../generated/prisma/client.js'
+
+/** 192 random bits, URL-safe: the per-team path segment of enroll, SSO and token URLs. */
+export function newEnrollmentToken(): string {
+  return randomBytes(24).toString('base64url')
+}
+
+/** Creates the Default team on first start; safe when several processes start at once. */
+export async function ensureDefaultTeam(prisma: PrismaClient): Promise<Team> {
+  const existing = await prisma.team.findFirst({ where: { isDefault: true } })
+  if (existing) return existing
+  // ON CONFLICT DO NOTHING against the partial unique index on is_default: one insert wins.
+  await prisma.team.createMany({ data: [{ name: 'Default', enrollmentToken: newEnrollmentToken(), isDefault: true }], skipDuplicates: true })
+  return prisma.team.findFirstOrThrow({ where: { isDefault: true } })
+}
+
+export async function findTeamByEnrollmentToken(prisma: PrismaClient, token: string): Promise<Team | null> {
+  // Tokens are base64url; anything else cannot match and need not reach the database.
+  if (!/^[A-Za-z0-9_-]{16,128}$/.test(token)) return null
+  return prisma.team.findUnique({ where: { enrollmentToken: token } })
+}

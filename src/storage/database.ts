@@ -1,0 +1,154 @@
+/**
+ * One factory for the database: a Postgres server through `pg` (DATABASE_URL) or an embedded PGlite
+ * database in DATA_DIR. Both give the same Prisma client over the same schema, and a raw SQL session for
+ * the migrator (Prisma's raw queries use prepared statements, which cannot run multi-statement scripts).
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import path from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { PrismaPg } from '@prisma/adapter-pg'
+import pg from 'pg'
+import { PrismaPGlite } from 'pglite-prisma-adapter'
+import { PrismaClient } from '../generated/prisma/client.js'
+
+/** A SQL connection outside Prisma, used only by the migrator. */
+export interface SqlSession {
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>
+  /** Runs a script of one or more statements. */
+  exec(sql: string): Promise<void>
+  close(): Promise<void>
+}
+
+export type DatabaseOptions =
+  | { kind: 'postgres'; url: string; poolMax: number; statementTimeoutMs: number; connectTimeoutMs: number }
+  | { kind: 'pglite'; dir: string }
+  /** An already open PGlite instance (tests share one between two app instances). Not closed by us. */
+  | { kind: 'pglite-instance'; pglite: PGlite }
+
+export interface Database {
+  readonly kind: 'postgres' | 'pglite'
+  readonly prisma: PrismaClient
+  /** Opens a dedicated SQL session (for migrations). */
+  openSession(): Promise<SqlSession>
+  close(): Promise<void>
+}
+
+/** Where the database factory reports connection trouble. */
+export interface DatabaseLog {
+  warn(obj: object, msg: string): void
+}
+
+export async function openDatabase(options: DatabaseOptions, log?: DatabaseLog): Promise<Database> {
+  if (options.kind === 'postgres') return openPostgres(options, log)
+  if (options.kind === 'pglite-instance') return wrapPglite(options.pglite, async () => {})
+  mkdirSync(options.dir, { recursive: true })
+  const releaseLock = acquireDirLock(options.dir)
+  let pglite: PGlite
+  try {
+    pglite = await PGlite.create(options.dir)
+  } catch (err) {
+    releaseLock()
+    throw err
+  }
+  return wrapPglite(pglite, async () => {
+    await pglite.close()
+    releaseLock()
+  })
+}
+
+function openPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>, log?: DatabaseLog): Database {
+  const clientConfig: pg.ClientConfig = {
+    connectionString: options.url,
+    statement_timeout: options.statementTimeoutMs,
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    application_name: 'byod-mdm',
+  }
+  const pool = new pg.Pool({ ...clientConfig, max: options.poolMax, idleTimeoutMillis: 30_000 })
+  // An idle client losing its connection emits 'error' on the pool; unhandled, it would kill the
+  // process. The pool replaces the client on the next checkout, so logging is all there is to do.
+  pool.on('error', (err) => log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'database connection lost'))
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) })
+  return {
+    kind: 'postgres',
+    prisma,
+    async openSession() {
+      // Migrations may take longer than a request: no statement timeout here.
+      const client = new pg.Client({ ...clientConfig, statement_timeout: 0 })
+      client.on('error', () => {})
+      await client.connect()
+      return {
+        async query<T>(sql: string, params?: unknown[]) {
+          return (await client.query(sql, params)).rows as T[]
+        },
+        async exec(sql: string) {
+          await client.query(sql)
+        },
+        close: () => client.end(),
+      }
+    },
+    async close() {
+      await prisma.$disconnect()
+      await pool.end()
+    },
+  }
+}
+
+function wrapPglite(pglite: PGlite, close: () => Promise<void>): Database {
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(pglite) })
+  return {
+    kind: 'pglite',
+    prisma,
+    async openSession() {
+      // PGlite is one connection: the session shares it with Prisma. Callers run before the app serves.
+      return {
+        async query<T>(sql: string, params?: unknown[]) {
+          return (await pglite.query(sql, params)).rows as T[]
+        },
+        async exec(sql: string) {
+          await pglite.exec(sql)
+        },
+        async close() {},
+      }
+    },
+    async close() {
+      await prisma.$disconnect()
+      await close()
+    },
+  }
+}
+
+/**
+ * PGlite is an in-process database: two processes opening the same directory would corrupt it. A lock
+ * file with our pid makes the second one stop with a clear message; a lock left by a dead process is
+ * taken over.
+ */
+function acquireDirLock(dir: string): () => void {
+  const file = path.join(dir, '..', 'pglite.lock')
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(file, 'wx', 0o600)
+      writeSync(fd, String(process.pid))
+      closeSync(fd)
+      return () => rmSync(file, { force: true })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const pid = Number.parseInt(readFileSync(file, 'utf8'), 10)
+      if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
+        throw new Error(
+          `the embedded database in ${path.dirname(dir)} is in use by process ${pid}; stop it first, or set DATABASE_URL to share a Postgres server between processes`,
+        )
+      }
+      rmSync(file, { force: true })
+    }
+  }
+  throw new Error(`cannot lock the embedded database directory ${dir}`)
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
