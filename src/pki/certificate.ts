@@ -1,0 +1,59 @@
+/**
+ * The parts of an X.509 certificate (RFC 5280 section 4.1) that node:crypto does not expose: the raw
+ * issuer and subject names (CMS identifies signers by issuer + serial) and extension values.
+ */
+import { X509Certificate } from 'node:crypto'
+import { Asn1Error, child, contentOf, expectUniversal, integerHexOf, isContext, octetsOf, oidOf, parseDer, rawOf, Tag, type Asn1Node } from './der.js'
+
+export interface CertificateParts {
+  serialHex: string
+  issuerDer: Buffer
+  subjectDer: Buffer
+  spkiDer: Buffer
+  /** Extension values (the OCTET STRING contents) by OID. */
+  extensions: Map<string, { critical: boolean; value: Buffer }>
+}
+
+export function certificateParts(der: Uint8Array): CertificateParts {
+  const cert = expectUniversal(parseDer(der), Tag.SEQUENCE, 'Certificate')
+  const tbs = expectUniversal(child(cert, 0, 'Certificate'), Tag.SEQUENCE, 'TBSCertificate')
+  let i = 0
+  if (tbs.children[0] && isContext(tbs.children[0], 0)) i++ // [0] EXPLICIT version
+  const serial = child(tbs, i, 'TBSCertificate')
+  const issuer = expectUniversal(child(tbs, i + 2, 'TBSCertificate'), Tag.SEQUENCE, 'issuer')
+  const subject = expectUniversal(child(tbs, i + 4, 'TBSCertificate'), Tag.SEQUENCE, 'subject')
+  const spki = expectUniversal(child(tbs, i + 5, 'TBSCertificate'), Tag.SEQUENCE, 'subjectPublicKeyInfo')
+  const extensions = new Map<string, { critical: boolean; value: Buffer }>()
+  const extWrapper = tbs.children.slice(i + 6).find((n) => isContext(n, 3))
+  if (extWrapper) {
+    for (const ext of child(extWrapper, 0, 'extensions').children) {
+      const id = oidOf(child(ext, 0, 'Extension'))
+      const critical = ext.children.length === 3 && contentOf(ext.children[1]!)[0] === 0xff
+      extensions.set(id, { critical, value: octetsOf(ext.children[ext.children.length - 1]!) })
+    }
+  }
+  return {
+    serialHex: integerHexOf(serial),
+    issuerDer: Buffer.from(rawOf(issuer)),
+    subjectDer: Buffer.from(rawOf(subject)),
+    spkiDer: Buffer.from(rawOf(spki)),
+    extensions,
+  }
+}
+
+/** Extended key usage OIDs, or undefined when the certificate has no EKU extension (any use). */
+export function extendedKeyUsages(parts: CertificateParts): string[] | undefined {
+  const ext = parts.extensions.get('2.5.29.37')
+  if (!ext) return undefined
+  const seq: Asn1Node = parseDer(ext.value)
+  return seq.children.map(oidOf)
+}
+
+/** Parses DER into a node:crypto certificate, with a protocol-level error on failure. */
+export function parseCertificate(der: Uint8Array): X509Certificate {
+  try {
+    return new X509Certificate(der)
+  } catch (err) {
+    throw new Asn1Error(`invalid certificate: ${(err as Error).message}`)
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * Property lists as Apple devices send them: XML only, size-limited, strictly parsed.
+ *
+ * The `plist` library is used to build plists. Parsing uses its XML parser (@xmldom/xmldom) with every
+ * XML error fatal, and our own strict walker, because `plist.parse` auto-detects binary and OpenStep
+ * formats (its binary parser has no depth limit), keeps the last of duplicate keys, reads "12abc" as 12,
+ * turns unknown elements into undefined and logs parse errors to stderr (SECURITY.md, "plist 5.x").
+ *
+ * Before the XML parser runs, a pre-scan refuses: anything not starting with `<?xml` or `<plist`; any
+ * DOCTYPE other than Apple's public one, entity declarations and processing instructions; nesting deeper
+ * than `maxDepth`. The walker refuses duplicate keys, `__proto__`/`constructor`/`prototype` keys,
+ * integers that do not fit a JavaScript number, malformed data/date/real values and unknown elements.
+ */
+import { DOMParser, type Element, type Node as XmlNode } from '@xmldom/xmldom'
+import { build as buildXml, type PlistValue } from 'plist'
+import { BadRequestError } from '../errors.js'
+
+export type { PlistValue }
+export type PlistDict = { [key: string]: PlistValue }
+
+export class PlistError extends BadRequestError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { code: 'invalid_plist', ...options })
+  }
+}
+
+export interface PlistLimits {
+  maxBytes?: number
+  maxDepth?: number
+}
+
+const DEFAULTS = { maxBytes: 1024 * 1024, maxDepth: 32 }
+
+const APPLE_DOCTYPE = /^<!DOCTYPE\s+plist\s+PUBLIC\s+"-\/\/Apple\/\/DTD PLIST 1\.0\/\/EN"\s+"http:\/\/www\.apple\.com\/DTDs\/PropertyList-1\.0\.dtd"\s*>$/
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
+
+/** Checks the raw XML text; throws PlistError for anything the XML parser must not see. */
+function prescan(xml: string, maxDepth: number): void {
+  const body = xml.replace(/^\uFEFF?\s*/, '')
+  if (!body.startsWith('<?xml') && !body.startsWith('<plist')) {
+    throw new PlistError(body.startsWith('bplist') ? 'binary plists are not accepted' : 'body is not an XML property list')
+  }
+  // Markup declarations and processing instructions: only the XML declaration, comments, CDATA and
+  // Apple's DOCTYPE are allowed.
+  for (const m of body.matchAll(/<[!?][^>]*>?/g)) {
+    const tag = m[0]
+    if (tag.startsWith('<?xml ') || tag === '<?xml?>') continue
+    if (tag.startsWith('<!--') || tag.startsWith('<![CDATA[')) continue
+    if (/^<!DOCTYPE/i.test(tag)) {
+      if (APPLE_DOCTYPE.test(tag)) continue
+      throw new PlistError('DOCTYPE declarations other than the Apple plist DOCTYPE are not accepted')
+    }
+    throw new PlistError('XML declarations, entities and processing instructions are not accepted')
+  }
+  let depth = 0
+  for (const m of body.matchAll(/<(\/?)[A-Za-z][^\s/>]*[^>]*?(\/?)>/g)) {
+    if (m[2]) continue // self-closing
+    if (m[1]) depth--
+    else if (++depth > maxDepth + 1) throw new PlistError(`plist nested deeper than ${maxDepth}`)
+  }
+}
+
+/** Parses an XML plist from request bytes. Throws PlistError (a 400) on anything unacceptable. */
+export function parsePlist(input: Uint8Array | string, limits: PlistLimits = {}): PlistValue {
+  const { maxBytes, maxDepth } = { ...DEFAULTS, ...limits }
+  const size = typeof input === 'string' ? Buffer.byteLength(input) : input.length
+  if (size > maxBytes) throw new PlistError(`plist larger than ${maxBytes} bytes`)
+  if (size === 0) throw new PlistError('empty body')
+  let xml: string
+  if (typeof input === 'string') {
+    xml = input
+  } else {
+    try {
+      xml = new TextDecoder('utf-8', { fatal: true }).decode(input)
+    } catch {
+      throw new PlistError('plist is not valid UTF-8')
+    }
+  }
+  prescan(xml, maxDepth)
+  let root: Element | null
+  try {
+    const doc = new DOMParser({
+      onError: (level: string, message: string) => {
+        throw new PlistError(`malformed XML (${level}): ${String(message).split('\n')[0]}`)
+      },
+    }).parseFromString(xml, 'text/xml')
+    root = doc.documentElement
+  } catch (err) {
+    if (err instanceof PlistError) throw err
+    const inner = (err as { cause?: unknown }).cause
+    if (inner instanceof PlistError) throw inner
+    throw new PlistError(`malformed XML: ${(err as Error).message.split('\n')[0]}`, { cause: err })
+  }
+  if (!root || root.nodeName !== 'plist') throw new PlistError('the root element is not <plist>')
+  const items = elementChildren(root)
+  if (items.length !== 1) throw new PlistError('<plist> must contain exactly one value')
+  return readValue(items[0]!)
+}
+
+const ELEMENT_NODE = 1
+const TEXT_NODE = 3
+const CDATA_NODE = 4
+const COMMENT_NODE = 8
+
+/** Child elements; text between them must be white space. */
+function elementChildren(node: Element): Element[] {
+  const out: Element[] = []
+  for (let c: XmlNode | null = node.firstChild; c; c = c.nextSibling) {
+    if (c.nodeType === ELEMENT_NODE) out.push(c as Element)
+    else if (c.nodeType === TEXT_NODE && !/^\s*$/.test(c.nodeValue ?? '')) throw new PlistError(`unexpected text inside <${node.nodeName}>`)
+    else if (c.nodeType === CDATA_NODE) throw new PlistError(`unexpected CDATA inside <${node.nodeName}>`)
+  }
+  return out
+}
+
+/** Text content of a leaf element; child elements are an error. */
+function textOf(node: Element): string {
+  let text = ''
+  for (let c: XmlNode | null = node.firstChild; c; c = c.nextSibling) {
+    if (c.nodeType === TEXT_NODE || c.nodeType === CDATA_NODE) text += c.nodeValue ?? ''
+    else if (c.nodeType !== COMMENT_NODE) throw new PlistError(`unexpected element inside <${node.nodeName}>`)
+  }
+  return text
+}
+
+const INTEGER = /^\s*[+-]?\d+\s*$/
+const REAL = /^\s*([+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?inf(inity)?|nan)\s*$/i
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+const DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/
+
+function readValue(node: Element): PlistValue {
+  switch (node.nodeName) {
+    case 'dict': {
+      const out: PlistDict = {}
+      const items = elementChildren(node)
+      if (items.length % 2) throw new PlistError('<dict> has a key without a value')
+      for (let i = 0; i < items.length; i += 2) {
+        if (items[i]!.nodeName !== 'key') throw new PlistError(`<dict> expected <key>, found <${items[i]!.nodeName}>`)
+        const key = textOf(items[i]!)
+        if (FORBIDDEN_KEYS.has(key)) throw new PlistError(`key "${key}" is not allowed`)
+        if (Object.prototype.hasOwnProperty.call(out, key)) throw new PlistError(`duplicate key "${key}"`)
+        if (items[i + 1]!.nodeName === 'key') throw new PlistError(`<dict> key "${key}" has no value`)
+        out[key] = readValue(items[i + 1]!)
+      }
+      return out
+    }
+    case 'array':
+      return elementChildren(node).map(readValue)
+    case 'string':
+      return textOf(node)
+    case 'integer': {
+      const text = textOf(node)
+      if (!INTEGER.test(text)) throw new PlistError('malformed <integer>')
+      const n = Number(text.trim())
+      if (!Number.isSafeInteger(n)) throw new PlistError('integer out of range')
+      return n
+    }
+    case 'real': {
+      const text = textOf(node)
+      if (!REAL.test(text)) throw new PlistError('malformed <real>')
+      const t = text.trim().toLowerCase()
+      return t === 'nan' ? Number.NaN : /inf/.test(t) ? (t.startsWith('-') ? -Infinity : Infinity) : Number(t)
+    }
+    case 'data': {
+      const text = textOf(node).replace(/\s+/g, '')
+      if (!BASE64.test(text) || text.length % 4 === 1) throw new PlistError('malformed <data>')
+      return new Uint8Array(Buffer.from(text, 'base64'))
+    }
+    case 'date': {
+      const text = textOf(node).trim()
+      const date = new Date(text)
+      if (!DATE.test(text) || Number.isNaN(date.getTime())) throw new PlistError('malformed <date>')
+      return date
+    }
+    case 'true':
+    case 'false':
+      if (elementChildren(node).length || textOf(node).trim()) throw new PlistError(`<${node.nodeName}> must be empty`)
+      return node.nodeName === 'true'
+    default:
+      throw new PlistError(`unknown plist element <${node.nodeName}>`)
+  }
+}
+
+/** Parses a plist whose top level must be a dict. */
+export function parsePlistDict(input: Uint8Array | string, limits: PlistLimits = {}): PlistDict {
+  const value = parsePlist(input, limits)
+  if (!isDict(value)) throw new PlistError('plist top level is not a dict')
+  return value
+}
+
+export function isDict(value: PlistValue | undefined): value is PlistDict {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date) && !(value instanceof Uint8Array)
+}
+
+/** Serialises a value as an Apple XML plist (with the standard XML declaration and DOCTYPE). */
+export function buildPlist(value: PlistValue): string {
+  return buildXml(value)
+}

@@ -1,0 +1,74 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { buildPlist, parsePlist, parsePlistDict, PlistError } from '../../src/protocol/plist.js'
+import { fixtureBytes } from '../helpers/fixtures.js'
+
+const wrap = (inner: string) =>
+  `<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n<plist version="1.0">${inner}</plist>`
+
+describe('parsePlist', () => {
+  it('reads the recorded check-in messages', () => {
+    const auth = parsePlistDict(fixtureBytes('checkin.authenticate.ios18.plist'))
+    expect(auth.MessageType).toBe('Authenticate')
+    expect(typeof auth.EnrollmentID).toBe('string')
+    expect(auth.UDID).toBeUndefined()
+    const update = parsePlistDict(fixtureBytes('checkin.token-update.ios18.plist'))
+    expect(update.MessageType).toBe('TokenUpdate')
+    expect(update.Token).toBeInstanceOf(Uint8Array)
+    expect(parsePlistDict(fixtureBytes('command.idle.ios18.plist')).Status).toBe('Idle')
+  })
+
+  it('round-trips what buildPlist writes', () => {
+    const value = { a: 'x', b: 1, c: true, d: new Uint8Array([1, 2, 3]), e: [{ f: 'g' }] }
+    const back = parsePlistDict(buildPlist(value))
+    expect(back).toEqual(value)
+  })
+
+  const rejects: [string, string | Uint8Array, RegExp][] = [
+    ['binary plist', Buffer.concat([Buffer.from('bplist00'), Buffer.alloc(40)]), /binary plists/],
+    ['OpenStep text', '{ a = b; }', /not an XML property list/],
+    ['JSON', '{"a":1}', /not an XML property list/],
+    ['truncated XML', wrap('<dict><key>a</key><string>b</string>').slice(0, -20), /truncated|malformed|unbalanced/],
+    ['billion laughs', `<?xml version="1.0"?><!DOCTYPE plist [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><plist><string>&b;</string></plist>`, /DOCTYPE/],
+    ['SYSTEM entity', `<?xml version="1.0"?><!DOCTYPE plist SYSTEM "http://127.0.0.1:1/x.dtd"><plist><string>x</string></plist>`, /DOCTYPE/],
+    ['stray entity declaration', `<?xml version="1.0"?><!ENTITY x "y"><plist><string>&x;</string></plist>`, /entities/],
+    ['processing instruction', `<?xml version="1.0"?><?xml-stylesheet href="x"?><plist><string>x</string></plist>`, /processing instructions/],
+    ['__proto__ key', wrap('<dict><key>__proto__</key><dict><key>polluted</key><true/></dict></dict>'), /not allowed/],
+    ['constructor key', wrap('<dict><key>constructor</key><string>x</string></dict>'), /not allowed/],
+    ['duplicate key', wrap('<dict><key>MessageType</key><string>Authenticate</string><key>MessageType</key><string>CheckOut</string></dict>'), /duplicate key/],
+    ['duplicate key, entity-encoded', wrap('<dict><key>a</key><string>1</string><key>&#97;</key><string>2</string></dict>'), /duplicate key/],
+    ['10,000-deep nesting', wrap('<array>'.repeat(10_000) + '</array>'.repeat(10_000)), /nested deeper/],
+    ['huge integer', wrap('<integer>123456789012345678901234567890</integer>'), /integer out of range/],
+    ['invalid UTF-8', Buffer.from([0x3c, 0x3f, 0x78, 0x6d, 0x6c, 0x20, 0xff, 0xfe]), /UTF-8/],
+    ['empty', '', /empty/],
+  ]
+  it.each(rejects)('rejects %s with a PlistError (400)', (_name, input, message) => {
+    let caught: unknown
+    try {
+      parsePlist(input)
+    } catch (err) {
+      caught = err
+    }
+    expect(caught).toBeInstanceOf(PlistError)
+    expect((caught as PlistError).status).toBe(400)
+    expect((caught as Error).message).toMatch(message)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+
+  it('rejects bodies over the size limit before parsing', () => {
+    expect(() => parsePlist(wrap(`<string>${'a'.repeat(2000)}</string>`), { maxBytes: 1000 })).toThrow(/larger than 1000 bytes/)
+  })
+
+  it('throws only PlistError on arbitrary input', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 300 }), fc.string({ maxLength: 200 }).map((s) => wrap(s))), (text) => {
+        try {
+          parsePlist(text)
+        } catch (err) {
+          expect(err).toBeInstanceOf(PlistError)
+        }
+      }),
+      { numRuns: 3000 },
+    )
+  })
+})
