@@ -70,6 +70,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TRUST_PROXY: z.string().optional(),
   REQUEST_TIMEOUT: duration.default(30),
+  ENROLLMENT_WINDOW: duration.default(3600),
   SCEP_CA_CERT: pemOrPath.optional(),
   SCEP_CA_KEY: pemOrPath.optional(),
   PROFILE_SIGNING_CERT: pemOrPath.optional(),
@@ -102,6 +103,8 @@ export interface Config {
   logLevel: Env['LOG_LEVEL']
   trustProxy: boolean | string
   requestTimeoutMs: number
+  /** How long after sign-in an access token may start an enrollment (fetch a profile, get a certificate). */
+  enrollmentWindowSeconds: number
   /** Key material supplied by the admin; absent parts are generated and stored encrypted. */
   keys: {
     scepCa?: PemIdentity
@@ -162,6 +165,7 @@ export function loadConfig(env: Environment = process.env): Config {
     logLevel: e.LOG_LEVEL,
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     requestTimeoutMs: e.REQUEST_TIMEOUT * 1000,
+    enrollmentWindowSeconds: e.ENROLLMENT_WINDOW,
     keys: {
       scepCa: readIdentity(env, 'SCEP_CA_CERT', 'SCEP_CA_KEY'),
       profileSigner: readIdentity(env, 'PROFILE_SIGNING_CERT', 'PROFILE_SIGNING_KEY', 'PROFILE_SIGNING_CHAIN'),

@@ -1,0 +1,90 @@
+/**
+ * Access tokens: what a sign-in (SAML, OAuth 2, development) hands the device, which the device then
+ * presents as `Authorization: Bearer` to the enroll endpoint and on every MDM request.
+ *
+ * A token is opaque to the device (PROTOCOL.md section 3), 256 random bits, stored only as a SHA-256
+ * hash, and tied to one user and one team. Within its enrollment window (ENROLLMENT_WINDOW, default 1 h)
+ * it may fetch an enrollment profile; after that it can no longer start anything new.
+ */
+import type { AccessToken, PrismaClient, Team, User } from '../generated/prisma/client.js'
+import { hashSecret, MAX_SECRET_LENGTH, newSecret } from './secrets.js'
+
+export type SignInMethod = 'saml' | 'oauth2' | 'dev'
+
+export interface IdentityClaims {
+  /** SAML IdP entity id, OIDC issuer, or `dev`. */
+  issuer: string
+  subject: string
+  email?: string | null
+  displayName?: string | null
+  groups?: string[]
+}
+
+export interface MintedAccessToken {
+  /** The token itself: give it to the device once, never store or log it. */
+  token: string
+  record: AccessToken
+}
+
+/** Creates or refreshes the user the IdP vouched for. */
+export async function upsertUser(prisma: PrismaClient, claims: IdentityClaims): Promise<User> {
+  const data = {
+    email: claims.email ?? null,
+    displayName: claims.displayName ?? null,
+    groups: claims.groups ?? [],
+  }
+  return prisma.user.upsert({
+    where: { issuer_subject: { issuer: claims.issuer, subject: claims.subject } },
+    create: { issuer: claims.issuer, subject: claims.subject, ...data },
+    update: data,
+  })
+}
+
+export async function mintAccessToken(
+  prisma: PrismaClient,
+  params: { userId: string; teamId: string; method: SignInMethod; userIdentifier?: string | null; windowSeconds: number; now?: Date },
+): Promise<MintedAccessToken> {
+  const token = newSecret()
+  const now = params.now ?? new Date()
+  const record = await prisma.accessToken.create({
+    data: {
+      tokenHash: hashSecret(token),
+      userId: params.userId,
+      teamId: params.teamId,
+      method: params.method,
+      userIdentifier: params.userIdentifier ?? null,
+      enrollUntil: new Date(now.getTime() + params.windowSeconds * 1000),
+    },
+  })
+  return { token, record }
+}
+
+export type TokenWithUser = AccessToken & { user: User; team: Team }
+
+/** The token record for a presented bearer value, with its user and team; null when unknown. */
+export async function findAccessToken(prisma: PrismaClient, token: string): Promise<TokenWithUser | null> {
+  if (!token || token.length > MAX_SECRET_LENGTH) return null
+  return prisma.accessToken.findUnique({ where: { tokenHash: hashSecret(token) }, include: { user: true, team: true } })
+}
+
+export type TokenRefusal = 'unknown' | 'revoked' | 'user_inactive' | 'enrollment_window_over' | 'other_team'
+
+/**
+ * Whether a token may start an enrollment for `teamId` now. Returns the reason when not, so the caller
+ * can log it (the device only ever sees a fresh 401 challenge).
+ */
+export function checkTokenForEnrollment(token: TokenWithUser | null, teamId: string, now = new Date()): TokenRefusal | null {
+  if (!token) return 'unknown'
+  if (token.revokedAt) return 'revoked'
+  if (!token.user.active) return 'user_inactive'
+  if (token.teamId !== teamId) return 'other_team'
+  if (token.enrollUntil.getTime() <= now.getTime()) return 'enrollment_window_over'
+  return null
+}
+
+/** Parses `Authorization: Bearer <token>`; undefined when absent or not a bearer credential. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined
+  const m = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(header)
+  return m?.[1]
+}
