@@ -1,0 +1,114 @@
+/**
+ * Device identity on the check-in and command channels.
+ *
+ * With `SignMessage` true in the enrollment profile, every request carries `Mdm-Signature`: a Base64
+ * detached CMS SignedData over the exact body bytes, signed with the identity certificate our SCEP CA
+ * issued (https://developer.apple.com/documentation/devicemanagement/mdmsignature, PROTOCOL.md section 8).
+ * Real devices send BER with indefinite lengths and SHA-1.
+ *
+ * Failures are 400 (cannot be read) or 403 (does not prove an identity), never 401: for some enrollment
+ * types a 401 makes the device unenroll.
+ */
+import { createHash, type X509Certificate } from 'node:crypto'
+import { BadRequestError, ForbiddenError } from '../errors.js'
+import { certificateParts, extendedKeyUsages, parseCertificate } from './certificate.js'
+import { CmsError, parseSignedData, verifySingleSigner } from './cms.js'
+import { OID } from './oids.js'
+
+/** A detached signature with a certificate chain fits easily; anything larger is not from a device. */
+const MAX_SIGNATURE_BYTES = 16 * 1024
+
+export class DeviceIdentityError extends ForbiddenError {
+  constructor(message: string) {
+    super(message, { code: 'device_identity_rejected' })
+  }
+}
+
+/** SHA-256 of the certificate DER, lowercase hex: how issued certificates are looked up. */
+export function certificateFingerprint(certificate: X509Certificate): string {
+  return createHash('sha256').update(certificate.raw).digest('hex')
+}
+
+function decodeBase64(value: string, what: string): Buffer {
+  const compact = value.replace(/\s+/g, '')
+  if (!compact || compact.length % 4 === 1 || !/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) {
+    throw new BadRequestError(`${what} is not valid Base64`, { code: 'invalid_signature' })
+  }
+  const bytes = Buffer.from(compact, 'base64')
+  if (bytes.length > MAX_SIGNATURE_BYTES) throw new BadRequestError(`${what} is too large`, { code: 'invalid_signature' })
+  return bytes
+}
+
+/**
+ * Verifies `Mdm-Signature` over `body` and returns the signer's certificate. Checks only that the
+ * signature is valid for the certificate it names; `checkDeviceCertificate` decides whether we trust it.
+ */
+export function verifyMdmSignature(header: string | undefined, body: Uint8Array): X509Certificate {
+  if (!header) throw new BadRequestError('Mdm-Signature header is missing', { code: 'missing_signature' })
+  const der = decodeBase64(header, 'Mdm-Signature')
+  let signed
+  try {
+    signed = parseSignedData(der)
+  } catch (err) {
+    throw new BadRequestError(`Mdm-Signature is not a CMS SignedData: ${(err as Error).message}`, { code: 'invalid_signature', cause: err })
+  }
+  if (signed.contentType !== OID.data) throw new DeviceIdentityError('Mdm-Signature signs an unexpected content type')
+  try {
+    return verifySingleSigner(signed, body).certificate
+  } catch (err) {
+    if (err instanceof CmsError) throw new DeviceIdentityError(`Mdm-Signature does not verify: ${err.message}`)
+    throw err
+  }
+}
+
+/**
+ * Takes the client certificate a TLS-terminating proxy forwarded in a header: URL-encoded PEM (nginx
+ * `$ssl_client_escaped_cert`), plain PEM, or Base64 DER.
+ */
+export function certificateFromProxyHeader(value: string | undefined): X509Certificate {
+  if (!value) throw new BadRequestError('client certificate header is missing', { code: 'missing_client_certificate' })
+  let text = value
+  if (/%2D|%0A|%20/i.test(text)) {
+    try {
+      text = decodeURIComponent(text)
+    } catch {
+      throw new BadRequestError('client certificate header is not URL-encoded PEM', { code: 'invalid_client_certificate' })
+    }
+  }
+  const pem = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(text)
+  const der = decodeBase64(pem ? pem[1]! : text, 'client certificate')
+  try {
+    return parseCertificate(der)
+  } catch {
+    throw new BadRequestError('client certificate header does not hold a certificate', { code: 'invalid_client_certificate' })
+  }
+}
+
+/**
+ * The certificate must be issued by our SCEP CA (signature and issuer name), carry the clientAuth EKU
+ * and be within its validity period.
+ */
+export function checkDeviceCertificate(certificate: X509Certificate, ca: X509Certificate, now = new Date()): void {
+  if (!certificate.checkIssued(ca) || !safeVerify(certificate, ca)) {
+    throw new DeviceIdentityError('the signing certificate was not issued by this server\'s CA')
+  }
+  const t = now.getTime()
+  if (t < Date.parse(certificate.validFrom) || t > Date.parse(certificate.validTo)) {
+    throw new DeviceIdentityError('the signing certificate is not within its validity period')
+  }
+  let ekus: string[] | undefined
+  try {
+    ekus = extendedKeyUsages(certificateParts(certificate.raw))
+  } catch {
+    throw new DeviceIdentityError('the signing certificate cannot be read')
+  }
+  if (!ekus?.includes(OID.clientAuth)) throw new DeviceIdentityError('the signing certificate is not for client authentication')
+}
+
+function safeVerify(certificate: X509Certificate, ca: X509Certificate): boolean {
+  try {
+    return certificate.verify(ca.publicKey)
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Check-in protocol messages (PUT with `Content-Type: application/x-apple-aspen-mdm-checkin`) and the
+ * command channel's reports (`application/x-apple-aspen-mdm`), as a user-enrolled device sends them.
+ * https://developer.apple.com/documentation/devicemanagement/check-in and Apple's schema in
+ * github.com/apple/device-management (mdm/checkin/*.yaml). PROTOCOL.md section 8.
+ *
+ * This server only serves account-driven user enrollment: every message must carry an EnrollmentID
+ * (never a UDID or serial number). macOS sends EnrollmentUserID on the user channel.
+ */
+import { z } from 'zod'
+import { BadRequestError } from '../errors.js'
+import { parsePlistDict, type PlistDict, type PlistLimits } from './plist.js'
+
+const data = z.instanceof(Uint8Array)
+/** Identifiers are UUID-like strings in practice; bound them so they are safe to store and log. */
+const identifier = z.string().min(1).max(256)
+
+const channel = {
+  EnrollmentID: identifier,
+  EnrollmentUserID: identifier.optional(),
+}
+
+/** https://developer.apple.com/documentation/devicemanagement/authenticate */
+export const Authenticate = z.looseObject({
+  MessageType: z.literal('Authenticate'),
+  Topic: z.string().min(1).max(512),
+  ...channel,
+  OSVersion: z.string().max(64).optional(),
+  BuildVersion: z.string().max(64).optional(),
+  ProductName: z.string().max(128).optional(),
+  Model: z.string().max(128).optional(),
+  ModelName: z.string().max(128).optional(),
+  DeviceName: z.string().max(256).optional(),
+})
+
+/** https://developer.apple.com/documentation/devicemanagement/token-update */
+export const TokenUpdate = z.looseObject({
+  MessageType: z.literal('TokenUpdate'),
+  Topic: z.string().min(1).max(512),
+  ...channel,
+  Token: data.refine((t) => t.length > 0 && t.length <= 256, 'Token must be 1 to 256 bytes'),
+  PushMagic: z.string().min(1).max(256),
+  AwaitingConfiguration: z.boolean().optional(),
+  UserShortName: z.string().max(256).optional(),
+  UserLongName: z.string().max(512).optional(),
+  UserID: z.string().max(256).optional(),
+  NotOnConsole: z.boolean().optional(),
+})
+
+/** https://developer.apple.com/documentation/devicemanagement/check-out */
+export const CheckOut = z.looseObject({
+  MessageType: z.literal('CheckOut'),
+  Topic: z.string().min(1).max(512),
+  ...channel,
+})
+
+/** https://developer.apple.com/documentation/devicemanagement/declarative-management */
+export const DeclarativeManagement = z.looseObject({
+  MessageType: z.literal('DeclarativeManagement'),
+  ...channel,
+  Endpoint: z.string().min(1).max(1024),
+  Data: data.optional(),
+})
+
+/** https://developer.apple.com/documentation/devicemanagement/get-token */
+export const GetToken = z.looseObject({
+  MessageType: z.literal('GetToken'),
+  ...channel,
+  TokenServiceType: z.string().min(1).max(256),
+  TokenParameters: z.record(z.string(), z.unknown()).optional(),
+})
+
+/** Messages a user-enrolled device may send that this server recognises but does not serve. */
+export const OtherCheckin = z.looseObject({
+  MessageType: z.enum(['UserAuthenticate', 'SetBootstrapToken', 'GetBootstrapToken', 'ReturnToService']),
+  ...channel,
+})
+
+export const CheckinMessage = z.discriminatedUnion('MessageType', [Authenticate, TokenUpdate, CheckOut, DeclarativeManagement, GetToken, OtherCheckin])
+
+export type Authenticate = z.infer<typeof Authenticate>
+export type TokenUpdate = z.infer<typeof TokenUpdate>
+export type CheckOut = z.infer<typeof CheckOut>
+export type DeclarativeManagement = z.infer<typeof DeclarativeManagement>
+export type GetToken = z.infer<typeof GetToken>
+export type CheckinMessage = z.infer<typeof CheckinMessage>
+
+const KNOWN_MESSAGE_TYPES = new Set(['Authenticate', 'TokenUpdate', 'CheckOut', 'DeclarativeManagement', 'GetToken', ...OtherCheckin.shape.MessageType.options])
+
+export const CHECKIN_CONTENT_TYPE = 'application/x-apple-aspen-mdm-checkin'
+export const COMMAND_CONTENT_TYPE = 'application/x-apple-aspen-mdm'
+
+export class CheckinFormatError extends BadRequestError {
+  constructor(message: string) {
+    super(message, { code: 'invalid_checkin' })
+  }
+}
+
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0]!
+  const where = issue.path.length ? issue.path.join('.') : 'message'
+  return `${where}: ${issue.message}`
+}
+
+function requireUserEnrollment(dict: PlistDict): void {
+  if (typeof dict.EnrollmentID !== 'string' && typeof dict.UDID === 'string') {
+    throw new CheckinFormatError('this server serves user enrollments only: the message carries a UDID and no EnrollmentID')
+  }
+}
+
+/** Parses and validates a check-in body. Throws a 400 error with a clear message when it is not valid. */
+export function parseCheckin(body: Uint8Array, limits?: PlistLimits): CheckinMessage {
+  const dict = parsePlistDict(body, limits)
+  if (typeof dict.MessageType !== 'string') throw new CheckinFormatError('MessageType is missing')
+  requireUserEnrollment(dict)
+  const parsed = CheckinMessage.safeParse(dict)
+  if (!parsed.success) {
+    if (!KNOWN_MESSAGE_TYPES.has(dict.MessageType)) throw new CheckinFormatError(`unknown MessageType ${JSON.stringify(dict.MessageType.slice(0, 64))}`)
+    throw new CheckinFormatError(`${dict.MessageType}: ${describe(parsed.error)}`)
+  }
+  return parsed.data
+}
+
+/** https://developer.apple.com/documentation/devicemanagement/errorchainitem */
+const ErrorChainItem = z.looseObject({
+  ErrorCode: z.number().int(),
+  ErrorDomain: z.string().max(1024),
+  LocalizedDescription: z.string().max(4096).optional(),
+  USEnglishDescription: z.string().max(4096).optional(),
+})
+
+/**
+ * What the device PUTs to ServerURL: the result of the last command (or Idle), which asks for the next.
+ * https://developer.apple.com/documentation/devicemanagement/implementing-device-management/sending-mdm-commands-to-a-device
+ */
+export const CommandReport = z
+  .looseObject({
+    ...channel,
+    Status: z.enum(['Idle', 'Acknowledged', 'Error', 'CommandFormatError', 'NotNow']),
+    CommandUUID: z.string().min(1).max(256).optional(),
+    ErrorChain: z.array(ErrorChainItem).max(64).optional(),
+  })
+  .refine((r) => r.Status === 'Idle' || r.CommandUUID !== undefined, { message: 'CommandUUID is required unless Status is Idle', path: ['CommandUUID'] })
+
+export type CommandReport = z.infer<typeof CommandReport>
+
+export function parseCommandReport(body: Uint8Array, limits?: PlistLimits): { report: CommandReport; raw: PlistDict } {
+  const dict = parsePlistDict(body, limits)
+  requireUserEnrollment(dict)
+  const parsed = CommandReport.safeParse(dict)
+  if (!parsed.success) throw new CheckinFormatError(`command report: ${describe(parsed.error)}`)
+  return { report: parsed.data, raw: dict }
+}
+
+/** The channel a message belongs to: the device, or (macOS) a user on it. */
+export function channelId(message: { EnrollmentID: string; EnrollmentUserID?: string }): string {
+  return message.EnrollmentUserID ? `${message.EnrollmentID}:${message.EnrollmentUserID}` : message.EnrollmentID
+}

@@ -1,0 +1,126 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { signCms } from '../../src/pki/cms.js'
+import { certificateFingerprint, certificateFromProxyHeader, checkDeviceCertificate, DeviceIdentityError, verifyMdmSignature } from '../../src/pki/mdm-signature.js'
+import { CertificateSigner, createSelfSigned, generateRsaKeyPair, type Identity, type KeyPair } from '../../src/pki/x509.js'
+import { fixtureBase64, fixtureBytes } from '../helpers/fixtures.js'
+
+const DAY = 86400_000
+let ca: Identity
+let otherCa: Identity
+let device: { certificate: Identity['certificate']; privateKey: KeyPair['privateKey'] }
+
+async function makeCa(name: string): Promise<Identity> {
+  const keys = await generateRsaKeyPair(2048)
+  const certificate = await createSelfSigned({ subject: `CN=${name}`, keys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 365 * DAY), ca: true, keyUsage: ['keyCertSign', 'digitalSignature'] })
+  return { certificate, privateKey: keys.privateKey, chain: [] }
+}
+
+async function issue(by: Identity, opts: { notBefore?: Date; notAfter?: Date; eku?: ('clientAuth' | 'emailProtection')[] } = {}) {
+  const keys = await generateRsaKeyPair(2048)
+  const signer = await CertificateSigner.create(by)
+  const certificate = await signer.issue({
+    subject: 'CN=device',
+    publicKey: keys.publicKey,
+    notBefore: opts.notBefore ?? new Date(Date.now() - DAY),
+    notAfter: opts.notAfter ?? new Date(Date.now() + 30 * DAY),
+    keyUsage: ['digitalSignature', 'keyEncipherment'],
+    extendedKeyUsage: opts.eku ?? ['clientAuth'],
+  })
+  return { certificate, privateKey: keys.privateKey }
+}
+
+const body = fixtureBytes('command.idle.ios18.plist')
+const sign = (who: typeof device, content: Uint8Array = body) => signCms({ content, ...who, detached: true, digest: 'sha1' }).toString('base64')
+
+beforeAll(async () => {
+  ca = await makeCa('Test Device CA')
+  otherCa = await makeCa('Someone Else CA')
+  device = await issue(ca)
+})
+
+describe('verifyMdmSignature', () => {
+  it('accepts the recorded device signature (its chain is unknown to us)', () => {
+    const cert = verifyMdmSignature(fixtureBase64('mdm-signature.idle.header.b64').toString('base64'), fixtureBase64('mdm-signature.idle.body.b64'))
+    expect(() => checkDeviceCertificate(cert, ca.certificate)).toThrow(/not issued by this server's CA/)
+  })
+
+  it('accepts our device identity signing the exact body, and openssl-made signatures too', () => {
+    const cert = verifyMdmSignature(sign(device), body)
+    expect(certificateFingerprint(cert)).toBe(certificateFingerprint(device.certificate))
+    checkDeviceCertificate(cert, ca.certificate)
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'mdmsig-'))
+    writeFileSync(path.join(dir, 'cert.pem'), device.certificate.toString())
+    writeFileSync(path.join(dir, 'key.pem'), device.privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    writeFileSync(path.join(dir, 'body'), body)
+    const sig = execFileSync('openssl', ['cms', '-sign', '-binary', '-outform', 'DER', '-md', 'sha256', '-in', path.join(dir, 'body'), '-signer', path.join(dir, 'cert.pem'), '-inkey', path.join(dir, 'key.pem')])
+    expect(certificateFingerprint(verifyMdmSignature(sig.toString('base64'), body))).toBe(certificateFingerprint(device.certificate))
+  })
+
+  it('refuses a body with one byte changed (403)', () => {
+    const changed = Buffer.from(body)
+    changed[changed.length - 30] = changed[changed.length - 30]! ^ 0x20
+    expect(() => verifyMdmSignature(sign(device), changed)).toThrow(DeviceIdentityError)
+  })
+
+  it('refuses missing, non-Base64, garbage and deep-BER headers with 400', () => {
+    const status = (fn: () => unknown) => {
+      try {
+        fn()
+      } catch (err) {
+        return (err as { status?: number }).status
+      }
+      return 200
+    }
+    expect(status(() => verifyMdmSignature(undefined, body))).toBe(400)
+    expect(status(() => verifyMdmSignature('***not base64***', body))).toBe(400)
+    expect(status(() => verifyMdmSignature(Buffer.from('garbage bytes here').toString('base64'), body))).toBe(400)
+    const deep = Buffer.concat([...Array(3000)].map(() => Buffer.from([0x30, 0x80]))).toString('base64')
+    expect(status(() => verifyMdmSignature(deep, body))).toBe(400)
+    expect(status(() => verifyMdmSignature(Buffer.alloc(20_000, 0x30).toString('base64'), body))).toBe(400)
+  })
+
+  it('refuses two SignerInfos (403)', async () => {
+    const second = await issue(ca)
+    const dir = mkdtempSync(path.join(tmpdir(), 'mdmsig-'))
+    for (const [n, who] of [['a', device], ['b', second]] as const) {
+      writeFileSync(path.join(dir, `${n}.pem`), who.certificate.toString())
+      writeFileSync(path.join(dir, `${n}.key`), who.privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    }
+    writeFileSync(path.join(dir, 'body'), body)
+    const sig = execFileSync('openssl', ['cms', '-sign', '-binary', '-outform', 'DER', '-in', path.join(dir, 'body'), '-signer', path.join(dir, 'a.pem'), '-inkey', path.join(dir, 'a.key'), '-signer', path.join(dir, 'b.pem'), '-inkey', path.join(dir, 'b.key')])
+    expect(() => verifyMdmSignature(sig.toString('base64'), body)).toThrow(/exactly one signer/)
+  })
+})
+
+describe('checkDeviceCertificate', () => {
+  it('refuses self-signed, foreign-CA, expired, not-yet-valid and non-clientAuth certificates', async () => {
+    const selfKeys = await generateRsaKeyPair(2048)
+    const selfSigned = await createSelfSigned({ subject: 'CN=device', keys: selfKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'] })
+    expect(() => checkDeviceCertificate(selfSigned, ca.certificate)).toThrow(/not issued by this server's CA/)
+    const foreign = (await issue(otherCa)).certificate
+    const expired = (await issue(ca, { notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) })).certificate
+    const future = (await issue(ca, { notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 2 * DAY) })).certificate
+    const emailOnly = (await issue(ca, { eku: ['emailProtection'] })).certificate
+    expect(() => checkDeviceCertificate(foreign, ca.certificate)).toThrow(/not issued by this server's CA/)
+    expect(() => checkDeviceCertificate(expired, ca.certificate)).toThrow(/validity/)
+    expect(() => checkDeviceCertificate(future, ca.certificate)).toThrow(/validity/)
+    expect(() => checkDeviceCertificate(emailOnly, ca.certificate)).toThrow(/client authentication/)
+  })
+})
+
+describe('certificateFromProxyHeader', () => {
+  it('reads URL-encoded PEM (nginx $ssl_client_escaped_cert), PEM and Base64 DER', () => {
+    const pem = device.certificate.toString()
+    const expected = certificateFingerprint(device.certificate)
+    expect(certificateFingerprint(certificateFromProxyHeader(encodeURIComponent(pem)))).toBe(expected)
+    expect(certificateFingerprint(certificateFromProxyHeader(pem.replace(/\n/g, ' ')))).toBe(expected)
+    expect(certificateFingerprint(certificateFromProxyHeader(device.certificate.raw.toString('base64')))).toBe(expected)
+    expect(() => certificateFromProxyHeader('')).toThrow(/missing/)
+    expect(() => certificateFromProxyHeader('%E0%A4%A')).toThrow()
+  })
+})
