@@ -91,6 +91,17 @@ describe('verifyDeviceSignature', () => {
     expect(verifyDeviceSignature(body).untrustedReason).toMatch(/chain ends at "Apple iPhone Device CA"/)
   })
 
+  it('turns a malformed signed attribute into a CmsError (it escaped as an Asn1Error, a 500 at the endpoint)', () => {
+    const attrs = parseDer(recorded.signers[0]!.signedAttributesDer!)
+    const contentType = attrs.children.find((a) => a.children[0] && toDefiniteLength(a.children[0]).equals(der.oid(OID.contentType)))!
+    const valueDer = toDefiniteLength(contentType.children[1]!.children[0]!)
+    const at = enrollBody.indexOf(valueDer, enrollBody.indexOf(der.oid(OID.contentType), recorded.content!.length))
+    expect(at).toBeGreaterThan(0)
+    const broken = Buffer.from(enrollBody)
+    broken[at + 2] = 0x80 // first arc byte: a leading zero, refused by the OID reader
+    expect(() => verifyDeviceSignature(broken)).toThrow(/malformed contentType attribute/)
+  })
+
   it('never throws anything but CmsError on mutated bodies', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.nat(enrollBody.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), (edits) => {
