@@ -49,13 +49,14 @@ export const SCEP_KEY_SIZE = 2048
 /** 1 (signing) | 4 (encryption): the identity signs check-ins (Mdm-Signature) and TLS. */
 export const SCEP_KEY_USAGE = 5
 
+/** The keys every payload and the profile itself carry. */
+function payloadKeys(type: string, identifier: string, uuid: string, displayName: string): PlistDict {
+  return { PayloadType: type, PayloadVersion: 1, PayloadIdentifier: identifier, PayloadUUID: uuid, PayloadDisplayName: displayName }
+}
+
 export function buildEnrollmentProfile(spec: EnrollmentProfileSpec): PlistDict {
   const scep: PlistDict = {
-    PayloadType: 'com.apple.security.scep',
-    PayloadVersion: 1,
-    PayloadIdentifier: `${spec.payloadIdentifier}.scep`,
-    PayloadUUID: spec.scepPayloadUuid,
-    PayloadDisplayName: 'Device identity',
+    ...payloadKeys('com.apple.security.scep', `${spec.payloadIdentifier}.scep`, spec.scepPayloadUuid, 'Device identity'),
     PayloadContent: {
       URL: spec.scep.url,
       Name: spec.scep.name,
@@ -71,11 +72,7 @@ export function buildEnrollmentProfile(spec: EnrollmentProfileSpec): PlistDict {
   }
   const m = spec.mdm
   const mdm: PlistDict = {
-    PayloadType: 'com.apple.mdm',
-    PayloadVersion: 1,
-    PayloadIdentifier: `${spec.payloadIdentifier}.mdm`,
-    PayloadUUID: spec.mdmPayloadUuid,
-    PayloadDisplayName: 'Device management',
+    ...payloadKeys('com.apple.mdm', `${spec.payloadIdentifier}.mdm`, spec.mdmPayloadUuid, 'Device management'),
     EnrollmentMode: m.enrollmentMode,
     AssignedManagedAppleID: m.assignedManagedAppleId,
     // AccessRights must stay absent: with BYOD the device cancels when it is present.
@@ -89,11 +86,7 @@ export function buildEnrollmentProfile(spec: EnrollmentProfileSpec): PlistDict {
   }
   // No PayloadRemovalDisallowed: user enrollment forbids it; the user can always remove the profile.
   return {
-    PayloadType: 'Configuration',
-    PayloadVersion: 1,
-    PayloadIdentifier: spec.payloadIdentifier,
-    PayloadUUID: spec.payloadUuid,
-    PayloadDisplayName: spec.displayName,
+    ...payloadKeys('Configuration', spec.payloadIdentifier, spec.payloadUuid, spec.displayName),
     PayloadOrganization: spec.organization,
     PayloadContent: [scep, mdm],
   }

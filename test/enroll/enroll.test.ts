@@ -11,14 +11,14 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { signCms } from '../../src/pki/cms.js'
 import { createSelfSigned, generateRsaKeyPair } from '../../src/pki/x509.js'
-import { isDict, parsePlistDict, type PlistDict } from '../../src/protocol/plist.js'
+import { isDict, type PlistDict } from '../../src/protocol/plist.js'
 import { newEnrollmentToken } from '../../src/services/teams.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { enrollBody, postEnroll, signIn, writtenRows } from './helpers.js'
+import { enrollBody, payloadOf, postEnroll, signIn, verifyProfile, writtenRows } from './helpers.js'
 
 const TOPIC = 'com.apple.mgmt.External.5b1a8c0e-2f4e-4d1b-9a57-0c3d2e1f4a6b'
 const UUID = /^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$/
-const tmp = mkdtempSync(path.join(tmpdir(), 'enroll-test-'))
+const tmp = mkdtempSync(path.join(tmpdir(), 'enroll-ca-'))
 
 let t: TestApp
 beforeAll(async () => {
@@ -28,22 +28,6 @@ afterAll(async () => t.close())
 
 async function defaultTeamToken(app = t.app) {
   return (await app.db.prisma.team.findFirstOrThrow({ where: { isDefault: true } })).enrollmentToken
-}
-
-/** Verifies the CMS with openssl against the server's signing certificate and returns the plist. */
-function opensslVerify(app: TestApp['app'], der: Buffer): PlistDict {
-  const file = path.join(tmp, `profile-${Date.now()}-${Math.random()}.der`)
-  const signer = path.join(tmp, 'signer.pem')
-  writeFileSync(file, der)
-  writeFileSync(signer, app.keys.profileSigner.certificate.toString())
-  const out = execFileSync('openssl', ['cms', '-verify', '-inform', 'DER', '-in', file, '-CAfile', signer, '-purpose', 'any'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  return parsePlistDict(out)
-}
-
-function payload(profile: PlistDict, type: string): PlistDict {
-  const found = (profile.PayloadContent as PlistDict[]).filter((p) => p.PayloadType === type)
-  expect(found).toHaveLength(1)
-  return found[0]!
 }
 
 describe('without a valid token', () => {
@@ -126,14 +110,14 @@ describe('with a valid token', () => {
     expect(res.headers['content-disposition']).toBe('attachment; filename="enrollment.mobileconfig"')
     expect(res.headers['x-content-type-options']).toBe('nosniff')
 
-    const profile = opensslVerify(t.app, res.rawPayload)
+    const profile = verifyProfile(t.app, res.rawPayload)
     expect(Object.keys(profile).sort()).toEqual(['PayloadContent', 'PayloadDisplayName', 'PayloadIdentifier', 'PayloadOrganization', 'PayloadType', 'PayloadUUID', 'PayloadVersion'])
     expect(profile).toMatchObject({ PayloadType: 'Configuration', PayloadVersion: 1, PayloadDisplayName: 'Example Corp', PayloadOrganization: 'Example Corp' })
     expect(profile.PayloadUUID).toMatch(UUID)
     expect(profile.PayloadContent).toHaveLength(2)
 
-    const mdm = payload(profile, 'com.apple.mdm')
-    const scep = payload(profile, 'com.apple.security.scep')
+    const mdm = payloadOf(profile, 'com.apple.mdm')
+    const scep = payloadOf(profile, 'com.apple.security.scep')
     expect(Object.keys(mdm).sort()).toEqual(
       [
         'AssignedManagedAppleID',
@@ -216,16 +200,16 @@ describe('with a valid token', () => {
       const { token } = await signIn(t.app)
       const res = await postEnroll(t.app, { token })
       expect(res.statusCode).toBe(200)
-      profiles.push(opensslVerify(t.app, res.rawPayload))
+      profiles.push(verifyProfile(t.app, res.rawPayload))
     }
     const [a, b] = profiles as [PlistDict, PlistDict]
     expect(a.PayloadIdentifier).toBe(b.PayloadIdentifier)
     expect(a.PayloadUUID).not.toBe(b.PayloadUUID)
     for (const type of ['com.apple.mdm', 'com.apple.security.scep']) {
-      expect(payload(a, type).PayloadIdentifier).toBe(payload(b, type).PayloadIdentifier)
-      expect(payload(a, type).PayloadUUID).not.toBe(payload(b, type).PayloadUUID)
+      expect(payloadOf(a, type).PayloadIdentifier).toBe(payloadOf(b, type).PayloadIdentifier)
+      expect(payloadOf(a, type).PayloadUUID).not.toBe(payloadOf(b, type).PayloadUUID)
     }
-    expect((payload(a, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge).not.toBe((payload(b, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge)
+    expect((payloadOf(a, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge).not.toBe((payloadOf(b, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge)
   })
 
   it('issues exactly one profile when the same token is posted five times at once', async () => {
@@ -240,7 +224,7 @@ describe('with a valid token', () => {
     const { token } = await signIn(t.app, { email: 'bob@example.com', userIdentifier: 'someone-else@example.com' })
     const res = await postEnroll(t.app, { token })
     expect(res.statusCode).toBe(200)
-    expect(payload(opensslVerify(t.app, res.rawPayload), 'com.apple.mdm').AssignedManagedAppleID).toBe('bob@example.com')
+    expect(payloadOf(verifyProfile(t.app, res.rawPayload), 'com.apple.mdm').AssignedManagedAppleID).toBe('bob@example.com')
 
     const nobody = await signIn(t.app, { email: null, userIdentifier: 'carol@example.com' })
     const before = await writtenRows(t.app)
@@ -331,7 +315,7 @@ describe('device signature policy', () => {
       const { token } = await signIn(logMode.app, { email: 'dave@corp.example.com', userIdentifier: 'dave@appleid.example.com' })
       const res = await postEnroll(logMode.app, { token, body: await selfSignedBody() })
       expect(res.statusCode).toBe(200)
-      expect(payload(opensslVerify(logMode.app, res.rawPayload), 'com.apple.mdm').AssignedManagedAppleID).toBe('dave@appleid.example.com')
+      expect(payloadOf(verifyProfile(logMode.app, res.rawPayload), 'com.apple.mdm').AssignedManagedAppleID).toBe('dave@appleid.example.com')
       const warning = logMode.logs().find((l) => l.level === 40 && String(l.msg).startsWith('enroll request not signed by an Apple device'))
       expect(warning?.untrustedReason).toMatch(/Laptop pretending to be an iPhone/)
 

@@ -1,6 +1,11 @@
 /** Shared by the enrollment tests: sign-in is other issues' work, so tests mint tokens directly. */
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import type { App } from '../../src/app.js'
 import type { Team } from '../../src/generated/prisma/client.js'
+import { parsePlistDict, type PlistDict } from '../../src/protocol/plist.js'
 import { mintAccessToken, upsertUser } from '../../src/services/tokens.js'
 import { fixtureBase64 } from '../helpers/fixtures.js'
 
@@ -43,4 +48,24 @@ export async function writtenRows(app: App) {
     challenges: await prisma.scepChallenge.count(),
     consumedTokens: await prisma.accessToken.count({ where: { profileIssuedAt: { not: null } } }),
   }
+}
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'enroll-test-'))
+let files = 0
+
+/** `openssl cms -verify` of a signed profile against the server's signing certificate; returns the plist. */
+export function verifyProfile(app: App, signed: Buffer): PlistDict {
+  const file = path.join(tmp, `profile-${++files}.der`)
+  const signer = path.join(tmp, `signer-${files}.pem`)
+  writeFileSync(file, signed)
+  writeFileSync(signer, app.keys.profileSigner.certificate.toString())
+  const out = execFileSync('openssl', ['cms', '-verify', '-inform', 'DER', '-in', file, '-CAfile', signer, '-purpose', 'any'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  return parsePlistDict(out)
+}
+
+/** The one payload of `type` in a profile. */
+export function payloadOf(profile: PlistDict, type: string): PlistDict {
+  const found = (profile.PayloadContent as PlistDict[]).filter((p) => p.PayloadType === type)
+  if (found.length !== 1) throw new Error(`expected one ${type} payload, found ${found.length}`)
+  return found[0]!
 }

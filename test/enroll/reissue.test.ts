@@ -3,28 +3,15 @@
  * changed. A re-issue is built from the enrollment_profiles record, so it keeps them even after the
  * configuration changed (here: a second server process with different settings on the same database).
  */
-import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parsePlistDict, type PlistDict } from '../../src/protocol/plist.js'
+import type { PlistDict } from '../../src/protocol/plist.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js'
-import { postEnroll, signIn } from './helpers.js'
+import { payloadOf, postEnroll, signIn, verifyProfile } from './helpers.js'
 
-const tmp = mkdtempSync(path.join(tmpdir(), 'reissue-test-'))
 const OLD_TOPIC = 'com.apple.mgmt.External.11111111-1111-4111-8111-111111111111'
 const NEW_TOPIC = 'com.apple.mgmt.External.22222222-2222-4222-8222-222222222222'
-
-function verified(app: TestApp['app'], signed: Buffer): PlistDict {
-  writeFileSync(path.join(tmp, 'p.der'), signed)
-  writeFileSync(path.join(tmp, 'signer.pem'), app.keys.profileSigner.certificate.toString())
-  const out = execFileSync('openssl', ['cms', '-verify', '-inform', 'DER', '-in', path.join(tmp, 'p.der'), '-CAfile', path.join(tmp, 'signer.pem'), '-purpose', 'any'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  return parsePlistDict(out)
-}
-const part = (p: PlistDict, type: string) => (p.PayloadContent as PlistDict[]).find((x) => x.PayloadType === type)!
 
 let database: TestDatabase
 let before: TestApp
@@ -44,7 +31,7 @@ describe('re-issuing a profile from its record', () => {
     const { token, tokenId } = await signIn(before.app, { email: 'alice@example.com', userIdentifier: 'ALICE@example.com' })
     const first = await postEnroll(before.app, { token })
     expect(first.statusCode).toBe(200)
-    const original = verified(before.app, first.rawPayload)
+    const original = verifyProfile(before.app, first.rawPayload)
     const record = await before.app.db.prisma.enrollmentProfile.findFirstOrThrow({ where: { accessTokenId: tokenId } })
     await before.close()
 
@@ -53,9 +40,9 @@ describe('re-issuing a profile from its record', () => {
       env: { SERVER_URL: 'https://new-mdm.example.test', APNS_TOPIC: NEW_TOPIC, ORG_NAME: 'Renamed Corp', MANAGED_APPLE_ID_SOURCE: 'email' },
     })
     const reissued = await after.app.services.enrollment.reissue(record.id)
-    const profile = verified(after.app, reissued.signed)
+    const profile = verifyProfile(after.app, reissued.signed)
 
-    const [oldMdm, newMdm] = [part(original, 'com.apple.mdm'), part(profile, 'com.apple.mdm')]
+    const [oldMdm, newMdm] = [payloadOf(original, 'com.apple.mdm'), payloadOf(profile, 'com.apple.mdm')]
     for (const key of ['ServerURL', 'Topic', 'AssignedManagedAppleID', 'EnrollmentMode', 'ServerCapabilities', 'PayloadIdentifier', 'SignMessage', 'CheckOutWhenRemoved']) {
       expect(newMdm[key], key).toEqual(oldMdm[key])
     }
@@ -65,12 +52,12 @@ describe('re-issuing a profile from its record', () => {
 
     // A new profile all the same: fresh UUIDs, its own record and a fresh one-time challenge.
     expect(profile.PayloadUUID).not.toBe(original.PayloadUUID)
-    expect(newMdm.IdentityCertificateUUID).toBe(part(profile, 'com.apple.security.scep').PayloadUUID)
+    expect(newMdm.IdentityCertificateUUID).toBe(payloadOf(profile, 'com.apple.security.scep').PayloadUUID)
     expect(newMdm.IdentityCertificateUUID).not.toBe(oldMdm.IdentityCertificateUUID)
     expect(reissued.record.id).not.toBe(record.id)
     expect(reissued.record.accessTokenId).toBe(tokenId)
-    const challenge = (part(profile, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge as string
-    expect(challenge).not.toBe((part(original, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge)
+    const challenge = (payloadOf(profile, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge as string
+    expect(challenge).not.toBe((payloadOf(original, 'com.apple.security.scep').PayloadContent as PlistDict).Challenge)
     const stored = await after.app.db.prisma.scepChallenge.findUniqueOrThrow({ where: { challengeHash: new Uint8Array(createHash('sha256').update(challenge).digest()) } })
     expect(stored.enrollmentProfileId).toBe(reissued.record.id)
     expect(stored.expiresAt.getTime()).toBeGreaterThan(Date.now() + 3500_000)
