@@ -114,7 +114,7 @@ export interface Config {
   requestTimeoutMs: number
   /** How long after sign-in an access token may start an enrollment (fetch a profile, get a certificate). */
   enrollmentWindowSeconds: number
-  /** The APNs topic put into enrollment profiles; unset until the admin configures it (see services/enrollment). */
+  /** The APNs topic put into new enrollment profiles; while unset they get services/profiles.ts PLACEHOLDER_TOPIC. */
   apnsTopic?: string
   enrollment: {
     /** `strict`: refuse enroll bodies not signed by an Apple device identity (403); `log`: log and go on. */
@@ -123,7 +123,7 @@ export interface Config {
     domains?: { domain: string; team?: string }[]
     /** Model families discovery and enroll accept. */
     modelFamilies: ModelFamily[]
-    /** Where AssignedManagedAppleID comes from (services/managed-apple-id.ts). */
+    /** Where AssignedManagedAppleID comes from (services/profiles.ts assignedManagedAppleId). */
     managedAppleIdSource: 'auto' | 'email' | 'user-identifier'
   }
   /** Key material supplied by the admin; absent parts are generated and stored encrypted. */

@@ -44,7 +44,7 @@ export interface EnrollmentProfileSpec {
   }
 }
 
-/** RSA 2048: the largest size every supported OS generates for SCEP, and the SCEP CA's minimum. */
+/** RSA 2048: the SCEP CA refuses smaller keys (SECURITY.md row 19). */
 export const SCEP_KEY_SIZE = 2048
 /** 1 (signing) | 4 (encryption): the identity signs check-ins (Mdm-Signature) and TLS. */
 export const SCEP_KEY_USAGE = 5

@@ -111,6 +111,7 @@ export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService
       const token = await findAccessToken(prisma, presented)
       const refusal = checkTokenForEnrollment(token, team.id, now)
       if (refusal || !token) return challenge(refusal ?? 'unknown')
+      if (token.profileIssuedAt) return challenge('profile_already_issued')
 
       const managedAppleId = assignedManagedAppleId(config.enrollment.managedAppleIdSource, token.userIdentifier, token.user.email)
       if (!managedAppleId) {
