@@ -13,6 +13,7 @@ import type { Team } from './generated/prisma/client.js'
 import { loggerOptions } from './logging.js'
 import errorsPlugin from './plugins/errors.js'
 import { serverUrls, type ServerUrls } from './protocol/urls.js'
+import enrollmentRoutes from './routes/enroll/index.js'
 import healthRoutes from './routes/health/index.js'
 import { openDatabase, type Database, type DatabaseOptions } from './storage/database.js'
 import { migrate, readMigrations, type Migration } from './storage/migrate.js'
@@ -106,5 +107,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
 
   await app.register(errorsPlugin)
   await app.register(healthRoutes)
+  await app.register(enrollmentRoutes)
   return app
 }

@@ -8,6 +8,7 @@ import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { z } from 'zod'
+import { isDomainName, USER_ENROLLMENT_FAMILIES, type ModelFamily } from './protocol/discovery.js'
 
 /** A configuration problem: `variable` is the environment variable to fix. */
 export class ConfigError extends Error {
@@ -76,6 +77,14 @@ const envSchema = z.object({
   PROFILE_SIGNING_CERT: pemOrPath.optional(),
   PROFILE_SIGNING_KEY: pemOrPath.optional(),
   PROFILE_SIGNING_CHAIN: pemOrPath.optional(),
+  APNS_TOPIC: z
+    .string()
+    .regex(/^com\.apple\.mgmt\.[\x21-\x7e]+$/, 'must start with com.apple.mgmt. (the UID in your APNs push certificate subject)')
+    .optional(),
+  ENROLL_DEVICE_SIGNATURE: z.enum(['strict', 'log']).default('strict'),
+  ENROLL_DOMAINS: z.string().optional(),
+  ENROLL_MODEL_FAMILIES: z.string().default(USER_ENROLLMENT_FAMILIES.join(',')),
+  MANAGED_APPLE_ID_SOURCE: z.enum(['auto', 'email', 'user-identifier']).default('auto'),
 })
 
 type Env = z.infer<typeof envSchema>
@@ -105,6 +114,18 @@ export interface Config {
   requestTimeoutMs: number
   /** How long after sign-in an access token may start an enrollment (fetch a profile, get a certificate). */
   enrollmentWindowSeconds: number
+  /** The APNs topic put into new enrollment profiles; while unset they get services/profiles.ts PLACEHOLDER_TOPIC. */
+  apnsTopic?: string
+  enrollment: {
+    /** `strict`: refuse enroll bodies not signed by an Apple device identity (403); `log`: log and go on. */
+    deviceSignature: 'strict' | 'log'
+    /** Which user-identifier domains discovery serves, and for which team (by name; undefined = Default). Unset: every domain, Default team. */
+    domains?: { domain: string; team?: string }[]
+    /** Model families discovery and enroll accept. */
+    modelFamilies: ModelFamily[]
+    /** Where AssignedManagedAppleID comes from (services/profiles.ts assignedManagedAppleId). */
+    managedAppleIdSource: 'auto' | 'email' | 'user-identifier'
+  }
   /** Key material supplied by the admin; absent parts are generated and stored encrypted. */
   keys: {
     scepCa?: PemIdentity
@@ -166,11 +187,45 @@ export function loadConfig(env: Environment = process.env): Config {
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     requestTimeoutMs: e.REQUEST_TIMEOUT * 1000,
     enrollmentWindowSeconds: e.ENROLLMENT_WINDOW,
+    apnsTopic: e.APNS_TOPIC,
+    enrollment: {
+      deviceSignature: e.ENROLL_DEVICE_SIGNATURE,
+      domains: e.ENROLL_DOMAINS === undefined ? undefined : parseEnrollDomains(e.ENROLL_DOMAINS),
+      modelFamilies: parseModelFamilies(e.ENROLL_MODEL_FAMILIES),
+      managedAppleIdSource: e.MANAGED_APPLE_ID_SOURCE,
+    },
     keys: {
       scepCa: readIdentity(env, 'SCEP_CA_CERT', 'SCEP_CA_KEY'),
       profileSigner: readIdentity(env, 'PROFILE_SIGNING_CERT', 'PROFILE_SIGNING_KEY', 'PROFILE_SIGNING_CHAIN'),
     },
   }
+}
+
+/** `example.com, example.org=Contractors`: domains, each optionally `=team name`. */
+function parseEnrollDomains(value: string): { domain: string; team?: string }[] {
+  const out: { domain: string; team?: string }[] = []
+  for (const entry of value.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = entry.indexOf('=')
+    const domain = (eq < 0 ? entry : entry.slice(0, eq)).trim().toLowerCase()
+    const team = eq < 0 ? undefined : entry.slice(eq + 1).trim()
+    if (!isDomainName(domain)) throw new ConfigError('ENROLL_DOMAINS', `"${domain}" is not a domain name`)
+    if (team !== undefined && (team.length === 0 || team.length > 200)) throw new ConfigError('ENROLL_DOMAINS', `the team name for ${domain} must be 1 to 200 characters`)
+    if (out.some((d) => d.domain === domain)) throw new ConfigError('ENROLL_DOMAINS', `${domain} is listed twice`)
+    out.push({ domain, team })
+  }
+  if (out.length === 0) throw new ConfigError('ENROLL_DOMAINS', 'lists no domain (leave it unset to serve every domain)')
+  return out
+}
+
+function parseModelFamilies(value: string): ModelFamily[] {
+  const families = value.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const f of families) {
+    if (!(USER_ENROLLMENT_FAMILIES as readonly string[]).includes(f)) {
+      throw new ConfigError('ENROLL_MODEL_FAMILIES', `"${f}" is not one of ${USER_ENROLLMENT_FAMILIES.join(', ')} (the families with user enrollment)`)
+    }
+  }
+  if (families.length === 0) throw new ConfigError('ENROLL_MODEL_FAMILIES', 'lists no model family')
+  return [...new Set(families)] as ModelFamily[]
 }
 
 function parseTrustProxy(v: string | undefined): boolean | string {

@@ -189,9 +189,9 @@ export function verifySigner(signer: SignerInfo, content: Uint8Array, publicKey:
     const md = signedAttributeValue(signer, OID.messageDigest)
     if (!md || !isUniversal(md, Tag.OCTET_STRING)) throw new CmsError('signed attributes lack messageDigest')
     const expected = createHash(signer.digest).update(content).digest()
-    if (!octetsOf(md).equals(expected)) throw new CmsError('messageDigest does not match the content')
+    if (!attributeValue('messageDigest', () => octetsOf(md)).equals(expected)) throw new CmsError('messageDigest does not match the content')
     const ct = signedAttributeValue(signer, OID.contentType)
-    if (ct && oidOf(ct) !== contentType) throw new CmsError('contentType attribute does not match the content type')
+    if (ct && attributeValue('contentType', () => oidOf(ct)) !== contentType) throw new CmsError('contentType attribute does not match the content type')
     signed = signer.signedAttributesDer
   }
   let ok = false
@@ -204,6 +204,16 @@ export function verifySigner(signer: SignerInfo, content: Uint8Array, publicKey:
     throw new CmsError(`signature check failed: ${(err as Error).message}`, { cause: err })
   }
   if (!ok) throw new CmsError('signature does not verify')
+}
+
+/** Attribute values are decoded lazily, after parsing: a malformed one is a CmsError like any other. */
+function attributeValue<T>(name: string, read: () => T): T {
+  try {
+    return read()
+  } catch (err) {
+    if (err instanceof Asn1Error) throw new CmsError(`malformed ${name} attribute: ${err.message}`, { cause: err })
+    throw err
+  }
 }
 
 export interface VerifiedSignature {

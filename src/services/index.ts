@@ -5,6 +5,8 @@
 import type { Config } from '../config.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import type { ServerUrls } from '../protocol/urls.js'
+import { createDiscoveryService, type DiscoveryService } from './discovery.js'
+import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
 
 export interface ServiceDeps {
@@ -14,9 +16,14 @@ export interface ServiceDeps {
   urls: ServerUrls
 }
 
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface Services {}
+export interface Services {
+  discovery: DiscoveryService
+  enrollment: EnrollmentService
+}
 
-export function createServices(_deps: ServiceDeps): Services {
-  return {}
+export function createServices(deps: ServiceDeps): Services {
+  return {
+    discovery: createDiscoveryService(deps),
+    enrollment: createEnrollmentService(deps),
+  }
 }

@@ -20,3 +20,18 @@ export async function findTeamByEnrollmentToken(prisma: PrismaClient, token: str
   if (!/^[A-Za-z0-9_-]{16,128}$/.test(token)) return null
   return prisma.team.findUnique({ where: { enrollmentToken: token } })
 }
+
+/**
+ * The team with this name, created when missing (ENROLL_DOMAINS names teams). Names are not unique in
+ * the schema, so creation runs under a transaction-scoped advisory lock: processes starting together
+ * create one team, and every later lookup finds the oldest team of that name.
+ */
+export async function ensureTeamNamed(prisma: PrismaClient, name: string): Promise<Team> {
+  const oldest = { where: { name }, orderBy: [{ createdAt: 'asc' as const }, { id: 'asc' as const }] }
+  const existing = await prisma.team.findFirst(oldest)
+  if (existing) return existing
+  return prisma.$transaction(async (tx) => {
+    await tx.$executeRawUnsafe("SELECT pg_advisory_xact_lock(hashtext('byod-mdm:teams-by-name'))")
+    return (await tx.team.findFirst(oldest)) ?? tx.team.create({ data: { name, enrollmentToken: newEnrollmentToken() } })
+  })
+}

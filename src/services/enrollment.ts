@@ -1,0 +1,139 @@
+/**
+ * The enroll endpoint's use case (PROTOCOL.md section 2): check who signed the request, then either
+ * challenge the device to sign the user in (401) or issue the user's enrollment profile.
+ */
+import type { Config } from '../config.js'
+import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
+import type { PrismaClient, Team } from '../generated/prisma/client.js'
+import { verifyDeviceSignature } from '../pki/apple-device.js'
+import { CmsError } from '../pki/cms.js'
+import { wwwAuthenticate } from '../protocol/challenge.js'
+import { modelFamilyOfProduct } from '../protocol/discovery.js'
+import { parseEnrollRequest, type DeviceAttributes } from '../protocol/enroll-request.js'
+import type { ServerUrls } from '../protocol/urls.js'
+import type { ServerKeys } from './keys.js'
+import { assignedManagedAppleId, issueProfile, reissueProfile, type IssuedProfile } from './profiles.js'
+import { findTeamByEnrollmentToken } from './teams.js'
+import { bearerToken, checkTokenForEnrollment, findAccessToken, type TokenRefusal } from './tokens.js'
+
+export interface EnrollmentDeps {
+  prisma: PrismaClient
+  config: Config
+  keys: ServerKeys
+  urls: ServerUrls
+}
+
+/** What the device's signature and plist said; the route logs it. */
+export interface DeviceCheck extends DeviceAttributes {
+  /** The pinned Apple key the signer chains to; undefined when it does not (only in log mode). */
+  anchor?: string
+  untrustedReason?: string
+}
+
+export type EnrollOutcome =
+  | { kind: 'challenge'; headers: Record<string, string>; reason: TokenRefusal | 'no_token' | 'profile_already_issued'; device: DeviceCheck }
+  | { kind: 'profile'; profile: IssuedProfile; device: DeviceCheck }
+
+export interface EnrollRequest {
+  /** The path's team token; undefined for the Default team's URL. */
+  teamToken?: string
+  body: Buffer
+  authorization?: string
+  now?: Date
+}
+
+export interface EnrollmentService {
+  enroll(request: EnrollRequest): Promise<EnrollOutcome>
+  /** The 401's headers for `team`; the check-in endpoint answers re-authentication with the same. */
+  challenge(team: Team): Record<string, string>
+  /** A new profile built from an issued profile's record (see profiles.ts). */
+  reissue(profileId: string, now?: Date): Promise<IssuedProfile>
+}
+
+/**
+ * The headers that make the device sign the user in. The one place that decides them: the OAuth 2 issue
+ * picks `apple-oauth2` here when `team.authMethod ?? AUTH_METHOD` is `oauth2`.
+ */
+export function enrollChallenge(urls: ServerUrls, team: Team): Record<string, string> {
+  const headers: Record<string, string> = {
+    'www-authenticate': wwwAuthenticate({ method: 'apple-as-web', url: urls.ssoPage(team.enrollmentToken) }),
+  }
+  // Enrollment SSO (PROTOCOL.md section 5) adds `x-apple-mdm-esso` (or `x-apple-mdm-esso-developer`) here.
+  return headers
+}
+
+export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService {
+  const { prisma, config, urls } = deps
+
+  async function teamFor(teamToken: string | undefined): Promise<Team> {
+    const team =
+      teamToken === undefined ? await prisma.team.findFirst({ where: { isDefault: true } }) : await findTeamByEnrollmentToken(prisma, teamToken)
+    if (!team) throw new NotFoundError('Unknown enrollment URL')
+    return team
+  }
+
+  function checkDevice(body: Buffer): DeviceCheck {
+    let signature
+    try {
+      signature = verifyDeviceSignature(body)
+    } catch (err) {
+      if (err instanceof CmsError) throw new BadRequestError(`The enroll request is not a signed device request: ${err.message}`, { code: 'invalid_enroll_request', cause: err })
+      throw err
+    }
+    if (signature.untrustedReason && config.enrollment.deviceSignature === 'strict') {
+      throw new ForbiddenError(`The enroll request is not signed by an Apple device: ${signature.untrustedReason}`, { code: 'untrusted_device' })
+    }
+    const attributes = parseEnrollRequest(signature.content)
+    // Discovery refuses disabled families, but a device can be pointed at the enroll URL directly.
+    const family = attributes.product ? modelFamilyOfProduct(attributes.product) : undefined
+    if (family && !(config.enrollment.modelFamilies as string[]).includes(family)) {
+      throw new ForbiddenError(`Enrolling ${family} devices is not allowed on this server`, { code: 'model_family_not_allowed' })
+    }
+    return { ...attributes, anchor: signature.anchor, untrustedReason: signature.untrustedReason }
+  }
+
+  return {
+    challenge: (team) => enrollChallenge(urls, team),
+
+    async enroll(request) {
+      const now = request.now ?? new Date()
+      const team = await teamFor(request.teamToken)
+      const device = checkDevice(request.body)
+      const challenge = (reason: Extract<EnrollOutcome, { kind: 'challenge' }>['reason']): EnrollOutcome => ({
+        kind: 'challenge',
+        headers: enrollChallenge(urls, team),
+        reason,
+        device,
+      })
+
+      const presented = bearerToken(request.authorization)
+      if (!presented) return challenge('no_token')
+      const token = await findAccessToken(prisma, presented)
+      const refusal = checkTokenForEnrollment(token, team.id, now)
+      if (refusal || !token) return challenge(refusal ?? 'unknown')
+      if (token.profileIssuedAt) return challenge('profile_already_issued')
+
+      const managedAppleId = assignedManagedAppleId(config.enrollment.managedAppleIdSource, token.userIdentifier, token.user.email)
+      if (!managedAppleId) {
+        throw new ForbiddenError(
+          `No Managed Apple Account for this user: MANAGED_APPLE_ID_SOURCE=${config.enrollment.managedAppleIdSource} needs ${config.enrollment.managedAppleIdSource === 'user-identifier' ? 'the account typed on the device' : 'an email address from the identity provider'}`,
+          { code: 'no_managed_apple_id' },
+        )
+      }
+
+      const profile = await prisma.$transaction(async (tx) => {
+        // One profile per token, decided atomically; re-checked window and revocation close the race
+        // with a revocation between the check above and here.
+        const claimed = await tx.accessToken.updateMany({
+          where: { id: token.id, profileIssuedAt: null, revokedAt: null, enrollUntil: { gt: now } },
+          data: { profileIssuedAt: now },
+        })
+        if (claimed.count !== 1) return undefined
+        return issueProfile(deps, tx, { token, assignedManagedAppleId: managedAppleId, device })
+      })
+      return profile ? { kind: 'profile', profile, device } : challenge('profile_already_issued')
+    },
+
+    reissue: (profileId, now) => prisma.$transaction((tx) => reissueProfile(deps, tx, profileId, now)),
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Enrollment profiles: the values of a new profile are taken from configuration once, written to an
+ * enrollment_profiles record, and every profile (the first and any re-issue) is built from a record.
+ * A device rejects an update whose ServerURL, CheckInURL, Topic, AssignedManagedAppleID or
+ * EnrollmentMode differ from what it enrolled with (PROTOCOL.md section 6), so after the first issue
+ * nothing here reads configuration or request headers for those values.
+ */
+import { createHash, randomUUID } from 'node:crypto'
+import type { Config } from '../config.js'
+import type { AccessToken, EnrollmentProfile, Prisma } from '../generated/prisma/client.js'
+import { signCms } from '../pki/cms.js'
+import type { DeviceAttributes } from '../protocol/enroll-request.js'
+import { parseUserIdentifier } from '../protocol/discovery.js'
+import { buildPlist } from '../protocol/plist.js'
+import { buildEnrollmentProfile, type EnrollmentProfileSpec, type ScepSubject } from '../protocol/profile.js'
+import type { ServerUrls } from '../protocol/urls.js'
+import { bytes } from '../storage/bytes.js'
+import { createScepChallenge, type Db } from './challenges.js'
+import type { ServerKeys } from './keys.js'
+
+/**
+ * Put into profiles while APNS_TOPIC is unset, so that a development server can complete an enrollment.
+ * A device enrolled with it never receives pushes and cannot be moved to the real topic (Topic must not
+ * change): it has to enroll again. The server warns at start while it is in use.
+ */
+export const PLACEHOLDER_TOPIC = 'com.apple.mgmt.External.00000000-0000-0000-0000-000000000000'
+
+/** Supports device and user channels (macOS); must never be added or removed by a profile update. */
+const SERVER_CAPABILITIES = ['com.apple.mdm.per-user-connections']
+
+export interface ProfileDeps {
+  config: Config
+  keys: ServerKeys
+  urls: ServerUrls
+}
+
+export interface IssuedProfile {
+  record: EnrollmentProfile
+  /** The CMS-signed profile (DER), as the device receives it. */
+  signed: Buffer
+}
+
+/**
+ * The device's Managed Apple Account (AssignedManagedAppleID), per MANAGED_APPLE_ID_SOURCE: `auto` takes
+ * what the user typed on the device when it equals (case-insensitively) the IdP email, else the IdP
+ * email; `email` always the IdP email; `user-identifier` always what was typed. Undefined when the
+ * chosen source has no usable account name.
+ */
+export function assignedManagedAppleId(source: Config['enrollment']['managedAppleIdSource'], typed: string | null, email: string | null): string | undefined {
+  const account = (v: string | null) => (v && !('problem' in parseUserIdentifier(v)) ? v : undefined)
+  const t = account(typed)
+  const e = account(email)
+  switch (source) {
+    case 'email':
+      return e
+    case 'user-identifier':
+      return t
+    case 'auto':
+      return t && e && t.toLowerCase() === e.toLowerCase() ? t : e
+  }
+}
+
+/** Issues the first profile for `token`: record (values from configuration now), challenge, signed profile. */
+export async function issueProfile(
+  deps: ProfileDeps,
+  tx: Prisma.TransactionClient,
+  params: { token: AccessToken; assignedManagedAppleId: string; device: DeviceAttributes },
+): Promise<IssuedProfile> {
+  const { config, keys, urls } = deps
+  const host = new URL(config.serverUrl).hostname
+  const record = await tx.enrollmentProfile.create({
+    data: {
+      ...freshIdentity(),
+      accessTokenId: params.token.id,
+      userId: params.token.userId,
+      teamId: params.token.teamId,
+      // Stable across profiles and users: a later profile with this identifier replaces this one.
+      payloadIdentifier: `${host.split('.').reverse().join('.')}.mdm-enrollment`,
+      displayName: config.orgName,
+      organization: config.orgName,
+      serverUrl: urls.mdm,
+      // Check-in and commands share ServerURL (PROTOCOL.md section 0); no separate CheckInURL.
+      checkInUrl: null,
+      topic: config.apnsTopic ?? PLACEHOLDER_TOPIC,
+      assignedManagedAppleId: params.assignedManagedAppleId,
+      enrollmentMode: 'BYOD',
+      signMessage: true,
+      checkOutWhenRemoved: true,
+      serverCapabilities: SERVER_CAPABILITIES,
+      scepUrl: urls.scep,
+      scepName: host,
+      // What the device puts in its CSR; the SCEP CA issues from its own template regardless.
+      scepSubject: [[['O', config.orgName]], [['CN', 'MDM device identity']]] satisfies ScepSubject,
+      scepCaFingerprint: bytes(createHash('sha1').update(keys.scepCa.certificate.raw).digest()),
+      deviceProduct: params.device.product ?? null,
+      deviceVersion: params.device.version ?? null,
+      deviceLanguage: params.device.language ?? null,
+    },
+  })
+  return finish(deps, tx, record, params.token.enrollUntil)
+}
+
+/**
+ * A new profile for the same enrollment, built from the record of `profileId`: same identifiers and
+ * must-not-change values whatever the configuration says now, fresh payload UUIDs and a fresh SCEP
+ * challenge valid for ENROLLMENT_WINDOW. For profile updates sent over the command channel.
+ */
+export async function reissueProfile(deps: ProfileDeps, tx: Prisma.TransactionClient, profileId: string, now = new Date()): Promise<IssuedProfile> {
+  const { id: _id, createdAt: _createdAt, payloadUuid: _p, mdmPayloadUuid: _m, scepPayloadUuid: _s, scepSubject, ...kept } = await tx.enrollmentProfile.findUniqueOrThrow({
+    where: { id: profileId },
+  })
+  const record = await tx.enrollmentProfile.create({
+    data: { ...kept, ...freshIdentity(), scepSubject: scepSubject as Prisma.InputJsonValue, scepCaFingerprint: bytes(kept.scepCaFingerprint) },
+  })
+  return finish(deps, tx, record, new Date(now.getTime() + deps.config.enrollmentWindowSeconds * 1000))
+}
+
+/** Every profile gets new UUIDs: the device tells profiles apart by PayloadIdentifier, not UUID. */
+function freshIdentity() {
+  return { id: randomUUID(), payloadUuid: randomUUID(), mdmPayloadUuid: randomUUID(), scepPayloadUuid: randomUUID() }
+}
+
+/** Creates the record's one-time SCEP challenge, builds the profile from the record and signs it. */
+async function finish(deps: ProfileDeps, db: Db, record: EnrollmentProfile, challengeExpiresAt: Date): Promise<IssuedProfile> {
+  const { challenge } = await createScepChallenge(db, {
+    accessTokenId: record.accessTokenId,
+    userId: record.userId,
+    teamId: record.teamId,
+    enrollmentProfileId: record.id,
+    expiresAt: challengeExpiresAt,
+  })
+  const content = Buffer.from(buildPlist(buildEnrollmentProfile(specFromRecord(record, challenge))), 'utf8')
+  const signer = deps.keys.profileSigner
+  const signed = signCms({ content, certificate: signer.certificate, privateKey: signer.privateKey, extraCertificates: signer.chain })
+  return { record, signed }
+}
+
+export function specFromRecord(record: EnrollmentProfile, challenge: string): EnrollmentProfileSpec {
+  if (record.enrollmentMode !== 'BYOD') throw new Error(`enrollment profile ${record.id} has EnrollmentMode ${record.enrollmentMode}; only BYOD is built`)
+  return {
+    payloadIdentifier: record.payloadIdentifier,
+    payloadUuid: record.payloadUuid.toUpperCase(),
+    mdmPayloadUuid: record.mdmPayloadUuid.toUpperCase(),
+    scepPayloadUuid: record.scepPayloadUuid.toUpperCase(),
+    displayName: record.displayName,
+    organization: record.organization,
+    mdm: {
+      enrollmentMode: record.enrollmentMode,
+      assignedManagedAppleId: record.assignedManagedAppleId,
+      serverUrl: record.serverUrl,
+      checkInUrl: record.checkInUrl,
+      topic: record.topic,
+      signMessage: record.signMessage,
+      checkOutWhenRemoved: record.checkOutWhenRemoved,
+      serverCapabilities: record.serverCapabilities,
+    },
+    scep: {
+      url: record.scepUrl,
+      name: record.scepName,
+      subject: record.scepSubject as ScepSubject,
+      challenge,
+      caFingerprint: new Uint8Array(record.scepCaFingerprint),
+    },
+  }
+}
