@@ -66,7 +66,9 @@ function toOAuth2Error(err: unknown): { status: number; error: OAuth2ErrorCode; 
   if (isDatabaseUnavailable(err)) return { status: 503, error: 'temporarily_unavailable', description: 'Service temporarily unavailable, try again shortly' }
   const http = toHttpError(err)
   if (http.status >= 500) return { status: http.status, error: 'server_error', description: 'Internal server error' }
-  // Fastify's own refusals: wrong or missing Content-Type, body too large, bad encoding.
-  if (http.status === 415) return { status: 400, error: 'invalid_request', description: 'The body must be application/x-www-form-urlencoded' }
+  // Fastify's own refusals: wrong or missing Content-Type, body too large; ours: Content-Encoding.
+  if ((err as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return { status: 400, error: 'invalid_request', description: 'The body must be application/x-www-form-urlencoded' }
+  }
   return { status: http.status, error: 'invalid_request', description: http.message }
 }
