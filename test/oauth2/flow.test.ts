@@ -150,6 +150,27 @@ describe('apple-oauth2 enrollment with a real OpenID provider', () => {
     expect(grant.revokedReason).toBe('refresh_token_reuse')
   })
 
+  it('refuses an expired refresh token, minting nothing', async () => {
+    const first = await signIn()
+    await t.app.db.prisma.oAuth2RefreshToken.update({ where: { tokenHash: hashSecret(first.refresh_token) }, data: { expiresAt: new Date(Date.now() - 1000) } })
+    const before = await tokenRows(t.app)
+    const res = await refresh(first.refresh_token)
+    expect(res.statusCode).toBe(400)
+    expect(res.json().error).toBe('invalid_grant')
+    expect(await tokenRows(t.app)).toEqual(before)
+  })
+
+  it('the same refresh token twice at once: at most one new token, and the grant ends revoked with no live token', async () => {
+    const first = await signIn()
+    const results = await Promise.all([refresh(first.refresh_token), refresh(first.refresh_token)])
+    expect(results.filter((r) => r.statusCode === 200).length).toBeLessThanOrEqual(1)
+    for (const r of results.filter((r) => r.statusCode !== 200)) expect(r.json().error).toBe('invalid_grant')
+    const prisma = t.app.db.prisma
+    const { oauth2GrantId } = await prisma.accessToken.findFirstOrThrow({ where: { tokenHash: hashSecret(first.access_token) } })
+    expect((await prisma.oAuth2Grant.findUniqueOrThrow({ where: { id: oauth2GrantId! } })).revokedReason).toBe('refresh_token_reuse')
+    expect(await prisma.accessToken.count({ where: { oauth2GrantId, revokedAt: null } })).toBe(0)
+  })
+
   it('refuses to refresh for a deactivated user, minting nothing', async () => {
     const first = await signIn('bob@example.com', 'battery staple')
     await t.app.db.prisma.user.updateMany({ where: { subject: 'bob-sub' }, data: { active: false } })
