@@ -43,14 +43,19 @@ export class OAuth2Error extends AppError {
     readonly error: OAuth2ErrorCode,
     readonly description: string,
     readonly logReason: string = description,
-    options: { cause?: unknown } = {},
+    options: { cause?: unknown; alarm?: boolean } = {},
   ) {
-    super(status, error, logReason, { ...options, expose: true })
+    super(status, error, logReason, { cause: options.cause, expose: true })
+    this.alarm = options.alarm ?? false
   }
+
+  /** A sign of a stolen token rather than a confused client: worth a warning in the log. */
+  readonly alarm: boolean
 }
 
 const invalidRequest = (description: string) => new OAuth2Error(400, 'invalid_request', description)
-const invalidGrant = (logReason: string, cause?: unknown) => new OAuth2Error(400, 'invalid_grant', 'The grant is invalid, expired or revoked', logReason, { cause })
+const invalidGrant = (logReason: string, options: { cause?: unknown; alarm?: boolean } = {}) =>
+  new OAuth2Error(400, 'invalid_grant', 'The grant is invalid, expired or revoked', logReason, options)
 
 /** Longest code / refresh token we pass on; real ones are far shorter (Entra's codes are ~1-2 KB). */
 const MAX_CODE_LENGTH = 4096
@@ -94,7 +99,7 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
         return new OAuth2Error(502, 'server_error', 'The identity provider refused this server', err.message, { cause: err })
       case 'refused':
       case 'invalid_response':
-        return invalidGrant(`${grantWord}: ${err.message}`, err)
+        return invalidGrant(`${grantWord}: ${err.message}`, { cause: err })
     }
   }
 
@@ -145,7 +150,7 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
     if (grant.revokedAt) throw invalidGrant(`grant ${grant.id} is revoked (${grant.revokedReason ?? 'no reason'})`)
     if (found.usedAt) {
       await revokeGrant(prisma, grant.id, 'refresh_token_reuse', now)
-      throw invalidGrant(`refresh token reused: grant ${grant.id} revoked`)
+      throw invalidGrant(`refresh token reused: grant ${grant.id} revoked`, { alarm: true })
     }
     if (found.expiresAt.getTime() <= now.getTime()) throw invalidGrant(`refresh token of grant ${grant.id} expired`)
     const user = await prisma.user.findUnique({ where: { id: grant.userId } })
@@ -154,7 +159,7 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
     if (!(await consumeRefreshToken(prisma, found.id, now))) {
       // Another request exchanged it between our read and now: the same token in two hands.
       await revokeGrant(prisma, grant.id, 'refresh_token_reuse', now)
-      throw invalidGrant(`refresh token reused concurrently: grant ${grant.id} revoked`)
+      throw invalidGrant(`refresh token reused concurrently: grant ${grant.id} revoked`, { alarm: true })
     }
     try {
       const idpRefreshToken = openIdpRefreshToken(box, grant)

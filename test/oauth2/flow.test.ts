@@ -148,6 +148,7 @@ describe('apple-oauth2 enrollment with a real OpenID provider', () => {
     expect(tokens.every((tok) => tok.revokedAt !== null)).toBe(true)
     const grant = await t.app.db.prisma.oAuth2Grant.findUniqueOrThrow({ where: { id: grantId! } })
     expect(grant.revokedReason).toBe('refresh_token_reuse')
+    expect(t.logs().some((l) => l.level === 40 && l.msg === 'oauth2: possible token theft' && JSON.stringify(l).includes(grantId!))).toBe(true)
   })
 
   it('refuses an expired refresh token, minting nothing', async () => {

@@ -38,6 +38,7 @@ export default async function oauth2Routes(app: FastifyInstance) {
   app.setErrorHandler((err, request, reply) => {
     const { status, error, description } = toOAuth2Error(err)
     logError(request, err, { status, code: error, message: description })
+    if (err instanceof OAuth2Error && err.alarm) request.log.warn({ reason: err.logReason }, 'oauth2: possible token theft')
     if (status === 503) reply.header('retry-after', '5')
     return reply.code(status).type('application/json; charset=utf-8').send({ error, error_description: description })
   })
