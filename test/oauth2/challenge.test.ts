@@ -11,6 +11,9 @@ import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../helpers/oidc-
 import { postEnroll, writtenRows } from '../enroll/helpers.js'
 import { oauth2Env, tokenRows, TOPIC } from './helpers.js'
 
+/** Each test builds its own server (PGlite and key generation): give it room on a busy machine. */
+const BUILDS_AN_APP = 120_000
+
 let idp: TestIdp
 const apps: TestApp[] = []
 async function app(env: Record<string, string>) {
@@ -44,7 +47,7 @@ describe('the sign-in method per team', () => {
     const viaTeam = await postEnroll(t.app, { path: `/api/mdm/apple/enroll/${team.enrollmentToken}` })
     expect(viaTeam.statusCode).toBe(401)
     expect(viaTeam.headers['www-authenticate']).toBe(oauth2(team.enrollmentToken))
-  })
+  }, BUILDS_AN_APP)
 
   it('AUTH_METHOD=oauth2: apple-oauth2 by default, apple-as-web for a team set to saml', async () => {
     const t = await app(oauth2Env(idp))
@@ -53,7 +56,7 @@ describe('the sign-in method per team', () => {
     const viaTeam = await postEnroll(t.app, { path: `/api/mdm/apple/enroll/${team.enrollmentToken}` })
     expect(viaTeam.statusCode).toBe(401)
     expect(viaTeam.headers['www-authenticate']).toBe(asWeb(team.enrollmentToken))
-  })
+  }, BUILDS_AN_APP)
 
   it('a team set to oauth2 on a server without an OIDC provider: 500, the log names OIDC_ISSUER', async () => {
     const t = await app({ APNS_TOPIC: TOPIC })
@@ -63,7 +66,7 @@ describe('the sign-in method per team', () => {
     expect(res.headers['www-authenticate']).toBeUndefined()
     expect(res.json()).toEqual({ error: 'sign_in_not_configured', message: 'Internal server error' })
     expect(t.logLines.some((l) => l.includes('OIDC_ISSUER'))).toBe(true)
-  })
+  }, BUILDS_AN_APP)
 })
 
 describe('an unreachable IdP', () => {
@@ -91,7 +94,7 @@ describe('an unreachable IdP', () => {
       await idp.up()
     }
     expect(await writtenRows(t.app)).toEqual(before)
-  })
+  }, BUILDS_AN_APP)
 })
 
 describe('rate limit', () => {
@@ -107,5 +110,5 @@ describe('rate limit', () => {
     expect(limited.headers['retry-after']).toBeDefined()
     expect(limited.headers['cache-control']).toBe('no-store')
     expect(await tokenRows(t.app)).toEqual(before)
-  })
+  }, BUILDS_AN_APP)
 })
