@@ -15,6 +15,7 @@ import errorsPlugin from './plugins/errors.js'
 import { serverUrls, type ServerUrls } from './protocol/urls.js'
 import enrollmentRoutes from './routes/enroll/index.js'
 import healthRoutes from './routes/health/index.js'
+import oauth2Routes from './routes/oauth2/index.js'
 import { openDatabase, type Database, type DatabaseOptions } from './storage/database.js'
 import { migrate, readMigrations, type Migration } from './storage/migrate.js'
 import { createServices, type Services } from './services/index.js'
@@ -107,6 +108,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
 
   await app.register(errorsPlugin)
   await app.register(healthRoutes)
+  await app.register(oauth2Routes)
   await app.register(enrollmentRoutes)
   return app
 }

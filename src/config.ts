@@ -43,6 +43,12 @@ const duration = z
     return n * factor
   })
 
+/** The redirect URL Apple's client registers its web authentication session for (PROTOCOL.md section 4). */
+export const APPLE_OAUTH2_REDIRECT_URL = 'apple-remotemanagement-user-login:/oauth2/redirection'
+
+/** A JSON member name of an ID token or userinfo response. */
+const claimName = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'expected a claim name')
+
 const url = z.url({ message: 'expected an absolute http(s) URL' }).refine((v) => /^https?:\/\//.test(v), {
   message: 'expected an absolute http(s) URL',
 })
@@ -85,6 +91,27 @@ const envSchema = z.object({
   ENROLL_DOMAINS: z.string().optional(),
   ENROLL_MODEL_FAMILIES: z.string().default(USER_ENROLLMENT_FAMILIES.join(',')),
   MANAGED_APPLE_ID_SOURCE: z.enum(['auto', 'email', 'user-identifier']).default('auto'),
+  AUTH_METHOD: z.enum(['saml', 'oauth2']).default('saml'),
+  OIDC_ISSUER: url.optional(),
+  // RFC 6749 appendix A.1/A.2: client_id and client_secret are VSCHARs.
+  OIDC_CLIENT_ID: z.string().regex(/^[\x20-\x7e]{1,500}$/, 'expected at most 500 printable ASCII characters').optional(),
+  OIDC_CLIENT_SECRET: z.string().regex(/^[\x20-\x7e]{1,4096}$/, 'expected printable ASCII characters').optional(),
+  // RFC 6749 section 3.3 scope-tokens; the value is quoted into the WWW-Authenticate header.
+  OIDC_SCOPE: z
+    .string()
+    .regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'expected space-separated scope names')
+    .refine((v) => v.split(' ').includes('openid'), { message: 'must include openid' })
+    .default('openid email profile'),
+  OIDC_REDIRECT_URL: z.string().default(APPLE_OAUTH2_REDIRECT_URL),
+  OIDC_TOKEN_AUTH_METHOD: z.enum(['client_secret_basic', 'client_secret_post']).default('client_secret_basic'),
+  OIDC_EMAIL_CLAIM: claimName.default('email'),
+  OIDC_NAME_CLAIM: claimName.default('name'),
+  OIDC_GROUPS_CLAIM: claimName.default('groups'),
+  OIDC_HTTP_TIMEOUT: duration.pipe(z.number().min(1, 'must be at least 1s').max(60, 'must be at most 60s')).default(10),
+  OIDC_ALLOW_INSECURE_HTTP: bool.default(false),
+  OAUTH2_ACCESS_TOKEN_TTL: duration.pipe(z.number().min(60, 'must be at least 60s').max(30 * 86400, 'must be at most 30d')).default(3600),
+  OAUTH2_REFRESH_TOKEN_TTL: duration.pipe(z.number().min(3600, 'must be at least 1h').max(400 * 86400, 'must be at most 400d')).default(90 * 86400),
+  OAUTH2_RATE_LIMIT: int(1, 1_000_000).default(30),
 })
 
 type Env = z.infer<typeof envSchema>
@@ -95,6 +122,24 @@ export interface PemIdentity {
   keyPem: string
   /** Intermediate certificates to send along, PEM, possibly empty. */
   chainPem: string[]
+}
+
+/**
+ * The OpenID Connect provider behind the `apple-oauth2` sign-in: the device signs in there directly, and
+ * this server, the confidential client, redeems the code (identity/oidc.ts).
+ */
+export interface OidcSettings {
+  issuer: string
+  clientId: string
+  clientSecret: string
+  scope: string
+  /** What the device passes as redirect_uri; the token endpoint refuses any other. */
+  redirectUrl: string
+  tokenAuthMethod: 'client_secret_basic' | 'client_secret_post'
+  claims: { email: string; name: string; groups: string }
+  timeoutSeconds: number
+  /** Tests only: an http:// issuer on a loopback address. */
+  allowInsecureHttp: boolean
 }
 
 export interface Config {
@@ -130,6 +175,17 @@ export interface Config {
   keys: {
     scepCa?: PemIdentity
     profileSigner?: PemIdentity
+  }
+  /** How teams without their own `auth_method` sign users in. */
+  authMethod: 'saml' | 'oauth2'
+  /** null when no OIDC provider is configured (then no team can use `oauth2`). */
+  oidc: OidcSettings | null
+  /** Our own tokens handed out by the OAuth 2 token endpoint. */
+  oauth2: {
+    accessTokenTtlSeconds: number
+    refreshTokenTtlSeconds: number
+    /** Requests per minute per client address on the token endpoint. */
+    rateLimitPerMinute: number
   }
 }
 
@@ -198,7 +254,65 @@ export function loadConfig(env: Environment = process.env): Config {
       scepCa: readIdentity(env, 'SCEP_CA_CERT', 'SCEP_CA_KEY'),
       profileSigner: readIdentity(env, 'PROFILE_SIGNING_CERT', 'PROFILE_SIGNING_KEY', 'PROFILE_SIGNING_CHAIN'),
     },
+    authMethod: e.AUTH_METHOD,
+    oidc: readOidc(e),
+    oauth2: {
+      accessTokenTtlSeconds: e.OAUTH2_ACCESS_TOKEN_TTL,
+      refreshTokenTtlSeconds: e.OAUTH2_REFRESH_TOKEN_TTL,
+      rateLimitPerMinute: e.OAUTH2_RATE_LIMIT,
+    },
   }
+}
+
+/**
+ * The OIDC provider, required with AUTH_METHOD=oauth2 and optional otherwise (a team may still choose
+ * oauth2 when it is set). Half a configuration is an error either way.
+ */
+function readOidc(e: Env): OidcSettings | null {
+  const given = e.OIDC_ISSUER ?? e.OIDC_CLIENT_ID ?? e.OIDC_CLIENT_SECRET
+  if (given === undefined && e.AUTH_METHOD !== 'oauth2') return null
+  const why = e.AUTH_METHOD === 'oauth2' ? 'required with AUTH_METHOD=oauth2' : 'required when any OIDC_ variable is set'
+  if (!e.OIDC_ISSUER) throw new ConfigError('OIDC_ISSUER', `${why} (the identity provider's issuer URL)`)
+  if (!e.OIDC_CLIENT_ID) throw new ConfigError('OIDC_CLIENT_ID', why)
+  if (!e.OIDC_CLIENT_SECRET) throw new ConfigError('OIDC_CLIENT_SECRET', `${why}: the device is a public client, this server redeems codes with the secret`)
+  const issuer = new URL(e.OIDC_ISSUER)
+  if (issuer.search || issuer.hash) throw new ConfigError('OIDC_ISSUER', 'must not contain a query string or fragment')
+  if (e.OIDC_ALLOW_INSECURE_HTTP && !isLoopbackHost(issuer.hostname)) {
+    throw new ConfigError('OIDC_ALLOW_INSECURE_HTTP', 'may only be true for an issuer on a loopback address (it exists for tests)')
+  }
+  if (issuer.protocol !== 'https:' && !e.OIDC_ALLOW_INSECURE_HTTP) throw new ConfigError('OIDC_ISSUER', 'must be an https:// URL')
+  return {
+    issuer: e.OIDC_ISSUER,
+    clientId: e.OIDC_CLIENT_ID,
+    clientSecret: e.OIDC_CLIENT_SECRET,
+    scope: e.OIDC_SCOPE,
+    redirectUrl: parseRedirectUrl(e.OIDC_REDIRECT_URL),
+    tokenAuthMethod: e.OIDC_TOKEN_AUTH_METHOD,
+    claims: { email: e.OIDC_EMAIL_CLAIM, name: e.OIDC_NAME_CLAIM, groups: e.OIDC_GROUPS_CLAIM },
+    timeoutSeconds: e.OIDC_HTTP_TIMEOUT,
+    allowInsecureHttp: e.OIDC_ALLOW_INSECURE_HTTP,
+  }
+}
+
+/**
+ * The redirect URI is compared as a string by the IdP and by our token endpoint, and openid-client
+ * derives the one it sends from a parsed URL: the value must survive parsing unchanged.
+ */
+function parseRedirectUrl(value: string): string {
+  let parsed: URL
+  try {
+    parsed = new URL(value)
+  } catch {
+    throw new ConfigError('OIDC_REDIRECT_URL', 'expected an absolute URL such as apple-remotemanagement-user-login:/oauth2/redirection')
+  }
+  if (parsed.search || parsed.hash) throw new ConfigError('OIDC_REDIRECT_URL', 'must not contain a query string or fragment')
+  if (parsed.href !== value) throw new ConfigError('OIDC_REDIRECT_URL', `must be written in normal form (${parsed.href})`)
+  if (/[\u0000-\u0020"\\]/.test(value)) throw new ConfigError('OIDC_REDIRECT_URL', 'must not contain spaces, quotes or backslashes')
+  return value
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname)
 }
 
 /** `example.com, example.org=Contractors`: domains, each optionally `=team name`. */

@@ -7,11 +7,13 @@
 
 /**
  * How the device signs the user in. `apple-as-web`: it appends `user-identifier=` to `url` and opens it in
- * a web authentication session. The OAuth 2 issue adds
- * `{ method: 'apple-oauth2'; authorizationUrl; tokenUrl; redirectUrl; clientId; scope }`, written as
- * `authorization-url`, `token-url`, `redirect-url`, `client-id`, `scope`.
+ * a web authentication session (PROTOCOL.md section 3). `apple-oauth2`: it runs the authorization code
+ * flow as a public client against `authorization-url` and redeems the code at `token-url`, which is this
+ * server (PROTOCOL.md section 4).
  */
-export type SignInChallenge = { method: 'apple-as-web'; url: string }
+export type SignInChallenge =
+  | { method: 'apple-as-web'; url: string }
+  | { method: 'apple-oauth2'; authorizationUrl: string; tokenUrl: string; redirectUrl: string; clientId: string; scope: string }
 
 export function wwwAuthenticate(challenge: SignInChallenge): string {
   switch (challenge.method) {
@@ -19,6 +21,15 @@ export function wwwAuthenticate(challenge: SignInChallenge): string {
       return bearer([
         ['method', challenge.method],
         ['url', challenge.url],
+      ])
+    case 'apple-oauth2':
+      return bearer([
+        ['method', challenge.method],
+        ['authorization-url', challenge.authorizationUrl],
+        ['token-url', challenge.tokenUrl],
+        ['redirect-url', challenge.redirectUrl],
+        ['client-id', challenge.clientId],
+        ['scope', challenge.scope],
       ])
   }
 }

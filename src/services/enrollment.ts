@@ -3,11 +3,12 @@
  * challenge the device to sign the user in (401) or issue the user's enrollment profile.
  */
 import type { Config } from '../config.js'
-import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
+import { AppError, BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError } from '../errors.js'
 import type { PrismaClient, Team } from '../generated/prisma/client.js'
+import type { OidcClient } from '../identity/oidc.js'
 import { verifyDeviceSignature } from '../pki/apple-device.js'
 import { CmsError } from '../pki/cms.js'
-import { wwwAuthenticate } from '../protocol/challenge.js'
+import { wwwAuthenticate, type SignInChallenge } from '../protocol/challenge.js'
 import { modelFamilyOfProduct } from '../protocol/discovery.js'
 import { parseEnrollRequest, type DeviceAttributes } from '../protocol/enroll-request.js'
 import type { ServerUrls } from '../protocol/urls.js'
@@ -21,6 +22,8 @@ export interface EnrollmentDeps {
   config: Config
   keys: ServerKeys
   urls: ServerUrls
+  /** The OIDC provider for teams that sign in with `oauth2`; null when none is configured. */
+  oidc: OidcClient | null
 }
 
 /** What the device's signature and plist said; the route logs it. */
@@ -45,25 +48,43 @@ export interface EnrollRequest {
 export interface EnrollmentService {
   enroll(request: EnrollRequest): Promise<EnrollOutcome>
   /** The 401's headers for `team`; the check-in endpoint answers re-authentication with the same. */
-  challenge(team: Team): Record<string, string>
+  challenge(team: Team): Promise<Record<string, string>>
   /** A new profile built from an issued profile's record (see profiles.ts). */
   reissue(profileId: string, now?: Date): Promise<IssuedProfile>
 }
 
 /**
- * The headers that make the device sign the user in. The one place that decides them: the OAuth 2 issue
- * picks `apple-oauth2` here when `team.authMethod ?? AUTH_METHOD` is `oauth2`.
+ * The headers that make the device sign the user in: the one place that decides them. The team's own
+ * method wins over AUTH_METHOD. `apple-oauth2` needs the IdP's authorization endpoint from discovery;
+ * while the IdP cannot be reached the answer is 503 (the device retries), never a challenge the device
+ * could not follow.
  */
-export function enrollChallenge(urls: ServerUrls, team: Team): Record<string, string> {
-  const headers: Record<string, string> = {
-    'www-authenticate': wwwAuthenticate({ method: 'apple-as-web', url: urls.ssoPage(team.enrollmentToken) }),
+export async function enrollChallenge(deps: Pick<EnrollmentDeps, 'urls' | 'config' | 'oidc'>, team: Team): Promise<Record<string, string>> {
+  const { urls, config, oidc } = deps
+  const method = team.authMethod ?? config.authMethod
+  let challenge: SignInChallenge
+  if (method === 'oauth2') {
+    if (!oidc) {
+      throw new AppError(500, 'sign_in_not_configured', `team ${team.id} signs in with oauth2 but no OIDC provider is configured (OIDC_ISSUER)`, { expose: false })
+    }
+    let authorizationUrl: string
+    try {
+      authorizationUrl = await oidc.authorizationEndpoint()
+    } catch (err) {
+      throw new ServiceUnavailableError('The identity provider cannot be reached, try again shortly', { cause: err })
+    }
+    const { clientId, redirectUrl, scope } = oidc.settings
+    challenge = { method: 'apple-oauth2', authorizationUrl, tokenUrl: urls.oauth2Token(team.enrollmentToken), redirectUrl, clientId, scope }
+  } else {
+    challenge = { method: 'apple-as-web', url: urls.ssoPage(team.enrollmentToken) }
   }
+  const headers: Record<string, string> = { 'www-authenticate': wwwAuthenticate(challenge) }
   // Enrollment SSO (PROTOCOL.md section 5) adds `x-apple-mdm-esso` (or `x-apple-mdm-esso-developer`) here.
   return headers
 }
 
 export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService {
-  const { prisma, config, urls } = deps
+  const { prisma, config } = deps
 
   async function teamFor(teamToken: string | undefined): Promise<Team> {
     const team =
@@ -93,15 +114,15 @@ export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService
   }
 
   return {
-    challenge: (team) => enrollChallenge(urls, team),
+    challenge: (team) => enrollChallenge(deps, team),
 
     async enroll(request) {
       const now = request.now ?? new Date()
       const team = await teamFor(request.teamToken)
       const device = checkDevice(request.body)
-      const challenge = (reason: Extract<EnrollOutcome, { kind: 'challenge' }>['reason']): EnrollOutcome => ({
+      const challenge = async (reason: Extract<EnrollOutcome, { kind: 'challenge' }>['reason']): Promise<EnrollOutcome> => ({
         kind: 'challenge',
-        headers: enrollChallenge(urls, team),
+        headers: await enrollChallenge(deps, team),
         reason,
         device,
       })

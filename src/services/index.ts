@@ -4,10 +4,12 @@
  */
 import type { Config } from '../config.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
+import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'
 import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
+import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
 
 export interface ServiceDeps {
   prisma: PrismaClient
@@ -19,11 +21,15 @@ export interface ServiceDeps {
 export interface Services {
   discovery: DiscoveryService
   enrollment: EnrollmentService
+  oauth2: OAuth2Service
 }
 
 export function createServices(deps: ServiceDeps): Services {
+  // One OIDC client per process: it caches the IdP's discovery document and JWKS.
+  const oidc = deps.config.oidc ? new OidcClient(deps.config.oidc) : null
   return {
     discovery: createDiscoveryService(deps),
-    enrollment: createEnrollmentService(deps),
+    enrollment: createEnrollmentService({ ...deps, oidc }),
+    oauth2: createOAuth2Service({ ...deps, oidc }),
   }
 }

@@ -6,7 +6,7 @@
  * hash, and tied to one user and one team. Within its enrollment window (ENROLLMENT_WINDOW, default 1 h)
  * it may fetch an enrollment profile; after that it can no longer start anything new.
  */
-import type { AccessToken, PrismaClient, Team, User } from '../generated/prisma/client.js'
+import type { AccessToken, Prisma, PrismaClient, Team, User } from '../generated/prisma/client.js'
 import { hashSecret, MAX_SECRET_LENGTH, newSecret } from './secrets.js'
 
 export type SignInMethod = 'saml' | 'oauth2' | 'dev'
@@ -26,8 +26,11 @@ export interface MintedAccessToken {
   record: AccessToken
 }
 
+/** The client or an open transaction: sign-in writes the user and its tokens together. */
+type Db = PrismaClient | Prisma.TransactionClient
+
 /** Creates or refreshes the user the IdP vouched for. */
-export async function upsertUser(prisma: PrismaClient, claims: IdentityClaims): Promise<User> {
+export async function upsertUser(prisma: Db, claims: IdentityClaims): Promise<User> {
   const data = {
     email: claims.email ?? null,
     displayName: claims.displayName ?? null,
@@ -40,10 +43,22 @@ export async function upsertUser(prisma: PrismaClient, claims: IdentityClaims): 
   })
 }
 
-export async function mintAccessToken(
-  prisma: PrismaClient,
-  params: { userId: string; teamId: string; method: SignInMethod; userIdentifier?: string | null; windowSeconds: number; now?: Date },
-): Promise<MintedAccessToken> {
+export interface MintParams {
+  userId: string
+  teamId: string
+  method: SignInMethod
+  userIdentifier?: string | null
+  /** The enrollment window; 0 for a token that must never start an enrollment (a refreshed one). */
+  windowSeconds: number
+  /** Lifetime of the token itself (OAuth 2 `expires_in`); unset: valid until revoked. */
+  lifetimeSeconds?: number
+  /** OAuth 2: the grant the token belongs to, and the token a refresh replaced. */
+  oauth2GrantId?: string
+  refreshedFromId?: string
+  now?: Date
+}
+
+export async function mintAccessToken(prisma: Db, params: MintParams): Promise<MintedAccessToken> {
   const token = newSecret()
   const now = params.now ?? new Date()
   const record = await prisma.accessToken.create({
@@ -53,7 +68,11 @@ export async function mintAccessToken(
       teamId: params.teamId,
       method: params.method,
       userIdentifier: params.userIdentifier ?? null,
+      createdAt: now,
       enrollUntil: new Date(now.getTime() + params.windowSeconds * 1000),
+      expiresAt: params.lifetimeSeconds === undefined ? null : new Date(now.getTime() + params.lifetimeSeconds * 1000),
+      oauth2GrantId: params.oauth2GrantId ?? null,
+      refreshedFromId: params.refreshedFromId ?? null,
     },
   })
   return { token, record }
@@ -67,7 +86,7 @@ export async function findAccessToken(prisma: PrismaClient, token: string): Prom
   return prisma.accessToken.findUnique({ where: { tokenHash: hashSecret(token) }, include: { user: true, team: true } })
 }
 
-export type TokenRefusal = 'unknown' | 'revoked' | 'user_inactive' | 'enrollment_window_over' | 'other_team'
+export type TokenRefusal = 'unknown' | 'revoked' | 'user_inactive' | 'enrollment_window_over' | 'other_team' | 'expired' | 'refreshed'
 
 /**
  * Whether a token may start an enrollment for `teamId` now. Returns the reason when not, so the caller
@@ -78,6 +97,10 @@ export function checkTokenForEnrollment(token: TokenWithUser | null, teamId: str
   if (token.revokedAt) return 'revoked'
   if (!token.user.active) return 'user_inactive'
   if (token.teamId !== teamId) return 'other_team'
+  if (token.expiresAt && token.expiresAt.getTime() <= now.getTime()) return 'expired'
+  // One sign-in, one profile: a token a refresh minted continues an enrollment, it never starts one (its
+  // window is also closed at birth; this says why).
+  if (token.refreshedFromId) return 'refreshed'
   if (token.enrollUntil.getTime() <= now.getTime()) return 'enrollment_window_over'
   return null
 }

@@ -9,6 +9,20 @@ describe('WWW-Authenticate', () => {
     expect(wwwAuthenticate({ method: 'apple-as-web', url: 'https://mdm.example.com/mdm/sso/abc' })).toBe('Bearer method="apple-as-web", url="https://mdm.example.com/mdm/sso/abc"')
   })
 
+  it('writes apple-oauth2 with its five parameters in the documented order and names', () => {
+    const header = wwwAuthenticate({
+      method: 'apple-oauth2',
+      authorizationUrl: 'https://idp.example.com/authorize',
+      tokenUrl: 'https://mdm.example.com/api/v1/mdm/oauth2/token/abc',
+      redirectUrl: 'apple-remotemanagement-user-login:/oauth2/redirection',
+      clientId: 'byod-mdm',
+      scope: 'openid email profile',
+    })
+    expect(header).toBe(
+      'Bearer method="apple-oauth2", authorization-url="https://idp.example.com/authorize", token-url="https://mdm.example.com/api/v1/mdm/oauth2/token/abc", redirect-url="apple-remotemanagement-user-login:/oauth2/redirection", client-id="byod-mdm", scope="openid email profile"',
+    )
+  })
+
   it('escapes quotes and backslashes and refuses control characters (header splitting)', () => {
     expect(quotedString('a"b\\c')).toBe('"a\\"b\\\\c"')
     expect(() => quotedString('https://x/\r\nSet-Cookie: a=b')).toThrow(/control characters/)

@@ -48,6 +48,19 @@ describe('access tokens', () => {
     expect(checkTokenForEnrollment(null, teamId)).toBe('unknown')
   })
 
+  it('refuse an OAuth 2 token past its lifetime, and a refreshed token, to start an enrollment', async () => {
+    const prisma = t.app.db.prisma
+    const user = await upsertUser(prisma, { issuer: 'https://idp.example.test', subject: 'dora' })
+    const teamId = t.app.defaultTeam.id
+    const expired = await mintAccessToken(prisma, { userId: user.id, teamId, method: 'oauth2', windowSeconds: 3600, lifetimeSeconds: -1 })
+    expect(checkTokenForEnrollment(await findAccessToken(prisma, expired.token), teamId)).toBe('expired')
+    const live = await mintAccessToken(prisma, { userId: user.id, teamId, method: 'oauth2', windowSeconds: 3600, lifetimeSeconds: 3600 })
+    expect(checkTokenForEnrollment(await findAccessToken(prisma, live.token), teamId)).toBeNull()
+    // Even with a window left open, a token that continues another one does not start an enrollment.
+    const refreshed = await mintAccessToken(prisma, { userId: user.id, teamId, method: 'oauth2', windowSeconds: 3600, lifetimeSeconds: 3600, refreshedFromId: live.record.id })
+    expect(checkTokenForEnrollment(await findAccessToken(prisma, refreshed.token), teamId)).toBe('refreshed')
+  })
+
   it('upsertUser keeps one row per issuer and subject', async () => {
     const prisma = t.app.db.prisma
     const a = await upsertUser(prisma, { issuer: 'https://idp.example.test', subject: 'carol', email: 'old@example.test' })

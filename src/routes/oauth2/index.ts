@@ -1,0 +1,75 @@
+/**
+ * `POST /api/v1/mdm/oauth2/token/:enrollmentToken`: the `token-url` of the `apple-oauth2` challenge
+ * (PROTOCOL.md section 4, RFC 6749 sections 4.1.3 and 6). Form body in, JSON out, every answer
+ * `Cache-Control: no-store` (RFC 6749 section 5.1); errors are `{"error", "error_description"}`
+ * (section 5.2). Rate limited per client address (OAUTH2_RATE_LIMIT per minute, per process).
+ */
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance } from 'fastify'
+import { isDatabaseUnavailable } from '../../errors.js'
+import { logError, toHttpError } from '../../plugins/errors.js'
+import { OAuth2Error, type OAuth2ErrorCode } from '../../services/oauth2.js'
+
+/** A code of a few KB, a redirect URI and a client id; nothing legitimate comes near this. */
+export const TOKEN_BODY_LIMIT = 16 * 1024
+
+export default async function oauth2Routes(app: FastifyInstance) {
+  await app.register(rateLimit, {
+    max: app.config.oauth2.rateLimitPerMinute,
+    timeWindow: 60_000,
+    errorResponseBuilder: (_request, context) =>
+      new OAuth2Error(429, 'temporarily_unavailable', `Too many requests, try again in ${Math.ceil(context.ttl / 1000)} seconds`),
+  })
+
+  // Only form bodies (RFC 6749 section 4.1.3); anything else is an invalid_request, not a 415 page.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: TOKEN_BODY_LIMIT }, (_request, body, done) => {
+    try {
+      done(null, parseForm(body as string))
+    } catch (err) {
+      done(err as Error, undefined)
+    }
+  })
+
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+  })
+
+  app.setErrorHandler((err, request, reply) => {
+    const { status, error, description } = toOAuth2Error(err)
+    logError(request, err, { status, code: error, message: description })
+    if (err instanceof OAuth2Error && err.alarm) request.log.warn({ reason: err.logReason }, 'oauth2: possible token theft')
+    if (status === 503) reply.header('retry-after', '5')
+    return reply.code(status).type('application/json; charset=utf-8').send({ error, error_description: description })
+  })
+
+  app.post<{ Params: { enrollmentToken: string } }>('/api/v1/mdm/oauth2/token/:enrollmentToken', { bodyLimit: TOKEN_BODY_LIMIT }, async (request, reply) => {
+    const params = (request.body ?? Object.create(null)) as Record<string, string>
+    const outcome = await app.services.oauth2.token({ teamToken: request.params.enrollmentToken, params })
+    for (const note of outcome.notes) request.log.warn({ grantId: outcome.grantId }, `oauth2: ${note}`)
+    request.log.info({ grantType: outcome.grantType, grantId: outcome.grantId, userId: outcome.userId, accessTokenId: outcome.accessTokenId }, 'oauth2: tokens issued')
+    return reply.code(200).type('application/json; charset=utf-8').send(outcome.response)
+  })
+}
+
+/** RFC 6749 section 3.2: parameters sent without a value are treated as omitted; none may repeat. */
+function parseForm(body: string): Record<string, string> {
+  const out: Record<string, string> = Object.create(null)
+  for (const [name, value] of new URLSearchParams(body)) {
+    if (name in out) throw new OAuth2Error(400, 'invalid_request', `${name} appears more than once`)
+    if (value !== '') out[name] = value
+  }
+  return out
+}
+
+function toOAuth2Error(err: unknown): { status: number; error: OAuth2ErrorCode; description: string } {
+  if (err instanceof OAuth2Error) return { status: err.status, error: err.error, description: err.description }
+  if (isDatabaseUnavailable(err)) return { status: 503, error: 'temporarily_unavailable', description: 'Service temporarily unavailable, try again shortly' }
+  const http = toHttpError(err)
+  if (http.status >= 500) return { status: http.status, error: 'server_error', description: 'Internal server error' }
+  // Fastify's own refusals: wrong or missing Content-Type, body too large; ours: Content-Encoding.
+  if ((err as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return { status: 400, error: 'invalid_request', description: 'The body must be application/x-www-form-urlencoded' }
+  }
+  return { status: http.status, error: 'invalid_request', description: http.message }
+}

@@ -1,0 +1,209 @@
+/**
+ * The token endpoint of the `apple-oauth2` sign-in (PROTOCOL.md section 4): the device, a public client,
+ * posts the authorization code it got from the IdP, or one of our refresh tokens, and gets our own
+ * access token (the same kind web sign-in hands out) and a rotating refresh token of ours. The IdP's
+ * tokens and our client secret stay on this server.
+ */
+import type { Config } from '../config.js'
+import { AppError, isDatabaseUnavailable } from '../errors.js'
+import type { PrismaClient, Team } from '../generated/prisma/client.js'
+import { OidcError, type OidcClient, type OidcRefresh } from '../identity/oidc.js'
+import { SecretBox } from '../pki/secretbox.js'
+import {
+  consumeRefreshToken,
+  continueGrant,
+  createGrant,
+  findRefreshToken,
+  openIdpRefreshToken,
+  releaseRefreshToken,
+  revokeGrant,
+  sealIdpRefreshToken,
+  type IssuedTokens,
+} from './oauth2-grants.js'
+import { findTeamByEnrollmentToken } from './teams.js'
+import { upsertUser } from './tokens.js'
+
+/** RFC 6749 section 5.2 error codes, plus section 4.1.2.1's two server-side ones for IdP trouble. */
+export type OAuth2ErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'server_error'
+  | 'temporarily_unavailable'
+
+/**
+ * An error the token endpoint answers as `{"error", "error_description"}`. The description is shown to
+ * the client; `logReason` (never a secret) goes to the log only.
+ */
+export class OAuth2Error extends AppError {
+  constructor(
+    status: number,
+    readonly error: OAuth2ErrorCode,
+    readonly description: string,
+    readonly logReason: string = description,
+    options: { cause?: unknown; alarm?: boolean } = {},
+  ) {
+    super(status, error, logReason, { cause: options.cause, expose: true })
+    this.alarm = options.alarm ?? false
+  }
+
+  /** A sign of a stolen token rather than a confused client: worth a warning in the log. */
+  readonly alarm: boolean
+}
+
+const invalidRequest = (description: string) => new OAuth2Error(400, 'invalid_request', description)
+const invalidGrant = (logReason: string, options: { cause?: unknown; alarm?: boolean } = {}) =>
+  new OAuth2Error(400, 'invalid_grant', 'The grant is invalid, expired or revoked', logReason, options)
+
+/** Longest code / refresh token we pass on; real ones are far shorter (Entra's codes are ~1-2 KB). */
+const MAX_CODE_LENGTH = 4096
+
+export interface TokenRequest {
+  /** The path's team token (the `token-url` of the team's challenge). */
+  teamToken: string
+  /** The form parameters, each present at most once. */
+  params: Record<string, string>
+  now?: Date
+}
+
+export interface TokenOutcome extends IssuedTokens {
+  grantType: 'authorization_code' | 'refresh_token'
+  userId: string
+  notes: string[]
+}
+
+export interface OAuth2Service {
+  token(request: TokenRequest): Promise<TokenOutcome>
+}
+
+export interface OAuth2Deps {
+  prisma: PrismaClient
+  config: Config
+  oidc: OidcClient | null
+}
+
+export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
+  const { prisma, config, oidc } = deps
+  const box = new SecretBox(config.serverSecret)
+  const lifetimes = { accessTokenTtlSeconds: config.oauth2.accessTokenTtlSeconds, refreshTokenTtlSeconds: config.oauth2.refreshTokenTtlSeconds }
+
+  /** The IdP's trouble in the token endpoint's words; nothing has been minted when this is thrown. */
+  function idpFailure(err: unknown, grantWord: string): OAuth2Error {
+    if (!(err instanceof OidcError)) throw err
+    switch (err.kind) {
+      case 'unavailable':
+        return new OAuth2Error(503, 'temporarily_unavailable', 'The identity provider cannot be reached, try again shortly', err.message, { cause: err })
+      case 'misconfigured':
+        return new OAuth2Error(502, 'server_error', 'The identity provider refused this server', err.message, { cause: err })
+      case 'refused':
+      case 'invalid_response':
+        return invalidGrant(`${grantWord}: ${err.message}`, { cause: err })
+    }
+  }
+
+  async function authorizationCode(team: Team, params: Record<string, string>, now: Date): Promise<TokenOutcome> {
+    const { code, redirect_uri: redirectUri } = params
+    if (!code) throw invalidRequest('code is required')
+    if (code.length > MAX_CODE_LENGTH) throw invalidRequest('code is too long')
+    if (!redirectUri) throw invalidRequest('redirect_uri is required')
+    const method = team.authMethod ?? config.authMethod
+    if (!oidc || method !== 'oauth2') {
+      throw new OAuth2Error(400, 'unauthorized_client', 'This enrollment does not sign in with OAuth 2', `team ${team.id} signs in with ${method}${oidc ? '' : ' and no OIDC provider is configured'}`)
+    }
+    // RFC 6749 section 4.1.3: it must be the redirect_uri of the authorization request, which for Apple's
+    // client is the redirect-url of our challenge. Checked here so a wrong one never reaches the IdP.
+    if (redirectUri !== oidc.settings.redirectUrl) throw invalidGrant('redirect_uri is not the one in the challenge')
+
+    let signIn
+    try {
+      signIn = await oidc.redeemCode(code)
+    } catch (err) {
+      throw idpFailure(err, 'authorization code')
+    }
+    const { claims } = signIn
+    const issued = await prisma.$transaction(async (tx) => {
+      const user = await upsertUser(tx, claims)
+      if (!user.active) return { user, tokens: undefined }
+      const tokens = await createGrant(tx, box, {
+        userId: user.id,
+        teamId: team.id,
+        idpRefreshToken: signIn.idpRefreshToken,
+        enrollmentWindowSeconds: config.enrollmentWindowSeconds,
+        lifetimes,
+        now,
+      })
+      return { user, tokens }
+    })
+    if (!issued.tokens) throw invalidGrant(`user ${issued.user.id} is deactivated`)
+    return { ...issued.tokens, grantType: 'authorization_code', userId: issued.user.id, notes: signIn.notes }
+  }
+
+  async function refreshToken(team: Team, params: Record<string, string>, now: Date): Promise<TokenOutcome> {
+    const presented = params.refresh_token
+    if (!presented) throw invalidRequest('refresh_token is required')
+    const found = await findRefreshToken(prisma, presented)
+    if (!found) throw invalidGrant('unknown refresh token')
+    const { grant } = found
+    if (grant.teamId !== team.id) throw invalidGrant(`refresh token of grant ${grant.id} presented at another team's token URL`)
+    if (grant.revokedAt) throw invalidGrant(`grant ${grant.id} is revoked (${grant.revokedReason ?? 'no reason'})`)
+    if (found.usedAt) {
+      await revokeGrant(prisma, grant.id, 'refresh_token_reuse', now)
+      throw invalidGrant(`refresh token reused: grant ${grant.id} revoked`, { alarm: true })
+    }
+    if (found.expiresAt.getTime() <= now.getTime()) throw invalidGrant(`refresh token of grant ${grant.id} expired`)
+    const user = await prisma.user.findUnique({ where: { id: grant.userId } })
+    if (!user?.active) throw invalidGrant(`user ${grant.userId} is deactivated`)
+
+    if (!(await consumeRefreshToken(prisma, found.id, now))) {
+      // Another request exchanged it between our read and now: the same token in two hands.
+      await revokeGrant(prisma, grant.id, 'refresh_token_reuse', now)
+      throw invalidGrant(`refresh token reused concurrently: grant ${grant.id} revoked`, { alarm: true })
+    }
+    try {
+      const idpRefreshToken = openIdpRefreshToken(box, grant)
+      let refreshed: OidcRefresh | undefined
+      if (idpRefreshToken) {
+        if (!oidc) throw invalidGrant(`grant ${grant.id} holds an IdP refresh token but no OIDC provider is configured`)
+        try {
+          refreshed = await oidc.refresh(idpRefreshToken, user.subject)
+        } catch (err) {
+          const failure = idpFailure(err, 'IdP refresh')
+          if (failure.error === 'invalid_grant') await revokeGrant(prisma, grant.id, 'idp_refused', now)
+          throw failure
+        }
+      }
+      const issued = await prisma.$transaction(async (tx) => {
+        if (refreshed?.idpRefreshToken) await tx.oAuth2Grant.update({ where: { id: grant.id }, data: sealIdpRefreshToken(box, grant.id, refreshed.idpRefreshToken) })
+        if (refreshed?.claims) await upsertUser(tx, refreshed.claims)
+        return continueGrant(tx, { grantId: grant.id, userId: user.id, teamId: team.id, refreshedFromId: found.accessTokenId, lifetimes, now })
+      })
+      if (!issued) throw invalidGrant(`grant ${grant.id} was revoked during the refresh`)
+      return { ...issued, grantType: 'refresh_token', userId: user.id, notes: [] }
+    } catch (err) {
+      // The device may retry the same refresh token when we, the IdP or the database could not answer.
+      const retryable = (err instanceof OAuth2Error && err.status >= 500) || isDatabaseUnavailable(err)
+      if (retryable) await releaseRefreshToken(prisma, found.id, now).catch(() => {})
+      throw err
+    }
+  }
+
+  return {
+    async token(request) {
+      const now = request.now ?? new Date()
+      const { params } = request
+      const grantType = params.grant_type
+      if (!grantType) throw invalidRequest('grant_type is required')
+      if (grantType !== 'authorization_code' && grantType !== 'refresh_token') {
+        throw new OAuth2Error(400, 'unsupported_grant_type', 'Only authorization_code and refresh_token are supported')
+      }
+      // A public client identifies itself with client_id only (RFC 6749 section 3.2.1).
+      if (!params.client_id) throw invalidRequest('client_id is required')
+      if (!oidc || params.client_id !== oidc.settings.clientId) throw new OAuth2Error(401, 'invalid_client', 'Unknown client', 'client_id is not OIDC_CLIENT_ID')
+      const team = await findTeamByEnrollmentToken(prisma, request.teamToken)
+      if (!team) throw invalidRequest('This token URL is not valid')
+      return grantType === 'authorization_code' ? authorizationCode(team, params, now) : refreshToken(team, params, now)
+    },
+  }
+}
