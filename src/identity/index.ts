@@ -1,0 +1,62 @@
+/**
+ * The identity layer: each sign-in method (SAML today, the development sign-in, OAuth 2 later) proves
+ * who the user is and hands back a `VerifiedSignIn`. What happens next (policy, the user row, the access
+ * token) is the same for every method and lives in services/sso.ts.
+ */
+import { AppError } from '../errors.js'
+import type { IdentityClaims, SignInMethod } from '../services/tokens.js'
+
+/** What a sign-in was started for: the team (from the enrollment URL) and what the user typed on the device. */
+export interface SignInContext {
+  teamId: string
+  userIdentifier: string | null
+}
+
+export interface VerifiedSignIn {
+  method: SignInMethod
+  claims: IdentityClaims
+  context: SignInContext
+}
+
+/** Why a sign-in was refused. Each has a sentence for the user; the log gets the detailed reason. */
+export type SignInFailure =
+  | 'invalid_response'
+  | 'unsolicited_response'
+  | 'request_unknown'
+  | 'replayed_assertion'
+  | 'idp_refused'
+  | 'missing_identity'
+  | 'identifier_mismatch'
+  | 'group_not_allowed'
+  | 'unknown_team'
+  | 'not_configured'
+
+const USER_MESSAGES: Record<SignInFailure, { status: number; message: string }> = {
+  invalid_response: { status: 400, message: 'The answer from your identity provider could not be accepted.' },
+  unsolicited_response: { status: 400, message: 'This sign-in was not started from your device. Start the enrollment again in Settings on your device.' },
+  request_unknown: { status: 400, message: 'This sign-in has expired or was already used. Start the enrollment again on your device.' },
+  replayed_assertion: { status: 400, message: 'This sign-in was already used. Start the enrollment again on your device.' },
+  idp_refused: { status: 400, message: 'Your identity provider did not complete the sign-in.' },
+  missing_identity: { status: 400, message: 'Your identity provider did not say who you are (no user name or email address was sent).' },
+  identifier_mismatch: { status: 403, message: 'You signed in with a different account from the one entered on the device. Sign in with the same account.' },
+  group_not_allowed: { status: 403, message: 'Your account is not allowed to enroll devices here. Ask your IT department for access.' },
+  unknown_team: { status: 404, message: 'This enrollment link is not valid. Start the enrollment again on your device.' },
+  not_configured: { status: 404, message: 'This sign-in method is not available on this server.' },
+}
+
+/**
+ * A refused sign-in. `message` is the real reason, for the log only (it may name values from the
+ * response); `userMessage` is what the page shows.
+ */
+export class SignInError extends AppError {
+  readonly userMessage: string
+  constructor(
+    readonly failure: SignInFailure,
+    reason: string,
+    options: { cause?: unknown } = {},
+  ) {
+    const { status, message } = USER_MESSAGES[failure]
+    super(status, failure, reason, { ...options, expose: false })
+    this.userMessage = message
+  }
+}
