@@ -39,18 +39,20 @@ export function parseStrictXml(xml: string): Document {
     if (m[1]) depth--
     else if (++depth > MAX_DEPTH) throw new XmlRefused(`XML nested deeper than ${MAX_DEPTH}`)
   }
+  // xmldom wraps what onError throws into its own ParseError; keep ours to rethrow it unwrapped.
+  let refused: XmlRefused | undefined
   try {
     const doc = new DOMParser({
       onError: (level: string, message: string) => {
-        throw new XmlRefused(`malformed XML (${level}): ${String(message).split('\n')[0]}`)
+        refused ??= new XmlRefused(`malformed XML (${level}): ${String(message).split('\n')[0]}`)
+        throw refused
       },
     }).parseFromString(body, 'text/xml')
     if (!doc.documentElement) throw new XmlRefused('no root element')
     return doc
   } catch (err) {
+    if (refused) throw refused
     if (err instanceof XmlRefused) throw err
-    const inner = (err as { cause?: unknown }).cause
-    if (inner instanceof XmlRefused) throw inner
     throw new XmlRefused(`malformed XML: ${(err as Error).message.split('\n')[0]}`)
   }
 }
