@@ -206,14 +206,16 @@ export function editResponse(samlResponse: string, edit: (xml: string) => string
  * The IdP as a web server for the browser test: GET {path}?SAMLRequest=... answers a page that
  * auto-submits the signed Response to the ACS with RelayState, as a real IdP does after login.
  */
-export async function serveIdp(idp: TestIdp, sp: { entityId: string; acsUrl: string }, options: ResponseOptions = {}): Promise<{ server: Server; close(): Promise<void>; requests: AuthnRequestInfo[] }> {
+export async function serveIdp(idp: TestIdp, sp: { entityId: string; acsUrl: string }, options: ResponseOptions = {}): Promise<{ server: Server; close(): Promise<void>; requests: AuthnRequestInfo[]; referers: (string | undefined)[] }> {
   const requests: AuthnRequestInfo[] = []
+  const referers: (string | undefined)[] = []
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', idp.ssoUrl)
     if (url.pathname !== new URL(idp.ssoUrl).pathname) {
       res.writeHead(404).end()
       return
     }
+    referers.push(req.headers.referer)
     idp
       .readRequest(url.toString())
       .then(async (request) => {
@@ -232,7 +234,16 @@ export async function serveIdp(idp: TestIdp, sp: { entityId: string; acsUrl: str
       })
   })
   await new Promise<void>((resolve) => server.listen(Number(new URL(idp.ssoUrl).port || 0), '127.0.0.1', resolve))
-  return { server, requests, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+  return {
+    server,
+    requests,
+    referers,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
 }
 
 /** A port on 127.0.0.1 that is free now (for an IdP whose URL must be known before it listens). */
