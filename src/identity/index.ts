@@ -33,14 +33,14 @@ export type SignInFailure =
 
 const USER_MESSAGES: Record<SignInFailure, { status: number; message: string }> = {
   invalid_response: { status: 400, message: 'The answer from your identity provider could not be accepted.' },
-  unsolicited_response: { status: 400, message: 'This sign-in was not started from your device. Start the enrollment again in Settings on your device.' },
-  request_unknown: { status: 400, message: 'This sign-in has expired or was already used. Start the enrollment again on your device.' },
-  replayed_assertion: { status: 400, message: 'This sign-in was already used. Start the enrollment again on your device.' },
+  unsolicited_response: { status: 400, message: 'This sign-in was not started from your device.' },
+  request_unknown: { status: 400, message: 'This sign-in has expired or was already used.' },
+  replayed_assertion: { status: 400, message: 'This sign-in was already used.' },
   idp_refused: { status: 400, message: 'Your identity provider did not complete the sign-in.' },
   missing_identity: { status: 400, message: 'Your identity provider did not say who you are (no user name or email address was sent).' },
   identifier_mismatch: { status: 403, message: 'You signed in with a different account from the one entered on the device. Sign in with the same account.' },
   group_not_allowed: { status: 403, message: 'Your account is not allowed to enroll devices here. Ask your IT department for access.' },
-  unknown_team: { status: 404, message: 'This enrollment link is not valid. Start the enrollment again on your device.' },
+  unknown_team: { status: 404, message: 'This enrollment link is not valid.' },
   not_configured: { status: 404, message: 'This sign-in method is not available on this server.' },
 }
 

@@ -172,7 +172,7 @@ export function errorPage(p: { nonce: string; orgName: string; message: string; 
   const body = `<div class="card" id="error">
 <h1>Sign-in failed</h1>
 <p id="error-message">${escapeHtml(p.message)}</p>
-<p class="muted">Go back to Settings on your device and start the enrollment again. If it keeps failing, contact ${escapeHtml(p.orgName)}'s IT department and give them this reference:</p>
+<p class="muted">Start the enrollment again from Settings on your device. If it keeps failing, contact ${escapeHtml(p.orgName)}'s IT department and give them this reference:</p>
 <p><code id="error-ref">${escapeHtml(p.requestId)}</code></p>
 </div>`
   return document(p.nonce, `Sign-in failed - ${p.orgName}`, body)
