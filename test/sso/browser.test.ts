@@ -2,7 +2,7 @@
  * The SSO page in a real browser (Debian's Chromium, driven by playwright-core): it loads without
  * console errors (CSP violations included), sends the user to the IdP, whose page posts the signed
  * Response back, and ends on the `apple-remotemanagement-user-login://` redirect carrying a token that
- * is valid for enrollment. Also the development sign-in and the page's retry after a failed start.
+ * fetches an enrollment profile. Also the development sign-in and the page's retry after a failed start.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,6 +10,7 @@ import path from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { checkTokenForEnrollment } from '../../src/services/tokens.js'
+import { postEnroll } from '../enroll/helpers.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestIdp, freePort, serveIdp, type TestIdp } from '../helpers/saml-idp.js'
 import { spFromMetadata, tokenRecord } from './helpers.js'
@@ -94,6 +95,8 @@ describe('SSO page in Chromium', () => {
     const record = await tokenRecord(t.app, token)
     expect(checkTokenForEnrollment(record, t.app.defaultTeam.id)).toBeNull()
     expect(record.userIdentifier).toBe('alice@example.test')
+    // The device now enrolls with the token.
+    expect((await postEnroll(t.app, { token })).statusCode).toBe(200)
     expect(idpServer.requests).toHaveLength(1)
     // The page URL holds the team token and the identifier: the IdP must not get it as Referer.
     expect(idpServer.referers).toEqual([undefined])
@@ -140,11 +143,13 @@ describe('development sign-in in Chromium', () => {
     await page.locator('#email').fill('someone.else@example.test')
     const callback = deviceCallback(page)
     page.locator('#dev-sign-in').click().catch(() => {})
-    const record = await tokenRecord(t.app, CALLBACK.exec(await callback)![1]!)
+    const token = CALLBACK.exec(await callback)![1]!
+    const record = await tokenRecord(t.app, token)
     expect(record.method).toBe('dev')
     expect(record.user.email).toBe('someone.else@example.test')
     expect(record.userIdentifier).toBe('newcomer@example.test')
     expect(checkTokenForEnrollment(record, t.app.defaultTeam.id)).toBeNull()
+    expect((await postEnroll(t.app, { token })).statusCode).toBe(200)
     expect(errors).toEqual([])
     await page.close()
   })
