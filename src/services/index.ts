@@ -10,7 +10,7 @@ import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
-import { SsoService } from './sso.js'
+import { createSsoService, type SsoService } from './sso.js'
 
 export interface ServiceDeps {
   prisma: PrismaClient
@@ -33,6 +33,6 @@ export function createServices(deps: ServiceDeps): Services {
     discovery: createDiscoveryService(deps),
     enrollment: createEnrollmentService({ ...deps, oidc }),
     oauth2: createOAuth2Service({ ...deps, oidc }),
-    sso: new SsoService(deps.prisma, deps.config, deps.urls),
+    sso: createSsoService(deps),
   }
 }

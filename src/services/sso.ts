@@ -23,60 +23,40 @@ export interface CompletedSignIn {
   accessTokenId: string
 }
 
-export class SsoService {
-  /** null when no IdP is configured (development sign-in only). */
-  readonly saml: SamlServiceProvider | null
+export interface SsoDeps {
+  prisma: PrismaClient
+  config: Config
+  urls: ServerUrls
+}
 
-  constructor(
-    private readonly prisma: PrismaClient,
-    private readonly config: Config,
-    urls: ServerUrls,
-  ) {
-    const settings = config.sso.saml
-    this.saml = settings ? new SamlServiceProvider(settings, { callback: urls.ssoCallback }, prisma) : null
-  }
-
-  get devSignInEnabled(): boolean {
-    return this.config.sso.devSignIn
-  }
-
+export interface SsoService {
+  /** Which sign-in the page offers: the configured SAML IdP, or the development sign-in. */
+  readonly mode: 'saml' | 'dev'
   /** The team of an SSO URL: its enrollment token, or the Default team when there is none. */
-  async team(enrollmentToken: string | null | undefined): Promise<Team> {
-    const team = enrollmentToken
-      ? await findTeamByEnrollmentToken(this.prisma, enrollmentToken)
-      : await this.prisma.team.findFirst({ where: { isDefault: true } })
-    if (!team) throw new SignInError('unknown_team', 'no team has this enrollment token')
-    return team
-  }
-
+  team(enrollmentToken: string | null | undefined): Promise<Team>
   /** Starts a SAML sign-in; returns the IdP URL (HTTP-Redirect binding) to send the browser to. */
-  async startSaml(input: { enrollmentToken?: string | null; userIdentifier: string | null }): Promise<string> {
-    if (!this.saml) throw new SignInError('not_configured', 'SAML sign-in was started but no IdP is configured')
-    const team = await this.team(input.enrollmentToken)
-    return this.saml.start({ teamId: team.id, userIdentifier: input.userIdentifier })
-  }
-
-  async completeSaml(post: SamlPost): Promise<CompletedSignIn> {
-    if (!this.saml) throw new SignInError('not_configured', 'a SAMLResponse was posted but no IdP is configured')
-    return this.finish(await this.saml.consume(post))
-  }
-
-  async completeDev(input: { enrollmentToken?: string | null; userIdentifier: string | null; email: string }): Promise<CompletedSignIn> {
-    if (!this.config.sso.devSignIn) throw new SignInError('not_configured', 'the development sign-in is disabled')
-    const team = await this.team(input.enrollmentToken)
-    return this.finish(devSignIn({ teamId: team.id, userIdentifier: input.userIdentifier }, input.email))
-  }
-
+  startSaml(input: { enrollmentToken?: string | null; userIdentifier: string | null }): Promise<string>
+  completeSaml(post: SamlPost): Promise<CompletedSignIn>
+  completeDev(input: { enrollmentToken?: string | null; userIdentifier: string | null; email: string }): Promise<CompletedSignIn>
   /** SP metadata XML for the IdP administrator. */
-  samlMetadata(): string {
-    if (!this.saml) throw new SignInError('not_configured', 'SP metadata was asked for but no IdP is configured')
-    return this.saml.metadata()
+  samlMetadata(): string
+  /** Policy, user, token: the same for every sign-in method (OAuth 2 will call it too). */
+  finish(signIn: VerifiedSignIn): Promise<CompletedSignIn>
+}
+
+export function createSsoService(deps: SsoDeps): SsoService {
+  const { prisma, config, urls } = deps
+  const saml = config.sso.saml ? new SamlServiceProvider(config.sso.saml, { callback: urls.ssoCallback }, prisma) : null
+
+  async function team(enrollmentToken: string | null | undefined): Promise<Team> {
+    const found = enrollmentToken ? await findTeamByEnrollmentToken(prisma, enrollmentToken) : await prisma.team.findFirst({ where: { isDefault: true } })
+    if (!found) throw new SignInError('unknown_team', 'no team has this enrollment token')
+    return found
   }
 
-  /** Policy, user, token: the same for every sign-in method. */
-  async finish(signIn: VerifiedSignIn): Promise<CompletedSignIn> {
+  async function finish(signIn: VerifiedSignIn): Promise<CompletedSignIn> {
     const { claims, context } = signIn
-    const policy = this.config.sso
+    const policy = config.sso
     if (policy.requireIdentifierMatch) {
       const email = claims.email?.toLowerCase()
       const typed = context.userIdentifier?.toLowerCase()
@@ -84,20 +64,48 @@ export class SsoService {
         throw new SignInError('identifier_mismatch', `signed in as ${claims.email ?? '(no email)'} but the device entered ${context.userIdentifier ?? '(nothing)'} (SSO_REQUIRE_IDENTIFIER_MATCH)`)
       }
     }
-    const team = await this.prisma.team.findUnique({ where: { id: context.teamId } })
-    if (!team) throw new SignInError('unknown_team', `team ${context.teamId} no longer exists`)
-    const allowed = policy.teamGroups[team.name]
+    const target = await prisma.team.findUnique({ where: { id: context.teamId } })
+    if (!target) throw new SignInError('unknown_team', `team ${context.teamId} no longer exists`)
+    const allowed = policy.teamGroups[target.name]
     if (allowed && !(claims.groups ?? []).some((g) => allowed.includes(g))) {
-      throw new SignInError('group_not_allowed', `${claims.subject} is in none of the groups allowed for team "${team.name}" (SSO_TEAM_GROUPS)`)
+      throw new SignInError('group_not_allowed', `${claims.subject} is in none of the groups allowed for team "${target.name}" (SSO_TEAM_GROUPS)`)
     }
-    const user = await upsertUser(this.prisma, claims)
-    const { token, record } = await mintAccessToken(this.prisma, {
+    const user = await upsertUser(prisma, claims)
+    const { token, record } = await mintAccessToken(prisma, {
       userId: user.id,
-      teamId: team.id,
+      teamId: target.id,
       method: signIn.method,
       userIdentifier: context.userIdentifier,
-      windowSeconds: this.config.enrollmentWindowSeconds,
+      windowSeconds: config.enrollmentWindowSeconds,
     })
-    return { location: authenticationResultsUrl(token), method: signIn.method, userId: user.id, teamId: team.id, accessTokenId: record.id }
+    return { location: authenticationResultsUrl(token), method: signIn.method, userId: user.id, teamId: target.id, accessTokenId: record.id }
+  }
+
+  return {
+    mode: saml ? 'saml' : 'dev',
+    team,
+    finish,
+
+    async startSaml(input) {
+      if (!saml) throw new SignInError('not_configured', 'SAML sign-in was started but no IdP is configured')
+      const t = await team(input.enrollmentToken)
+      return saml.start({ teamId: t.id, userIdentifier: input.userIdentifier })
+    },
+
+    async completeSaml(post) {
+      if (!saml) throw new SignInError('not_configured', 'a SAMLResponse was posted but no IdP is configured')
+      return finish(await saml.consume(post))
+    },
+
+    async completeDev(input) {
+      if (!config.sso.devSignIn) throw new SignInError('not_configured', 'the development sign-in is disabled')
+      const t = await team(input.enrollmentToken)
+      return finish(devSignIn({ teamId: t.id, userIdentifier: input.userIdentifier }, input.email))
+    },
+
+    samlMetadata() {
+      if (!saml) throw new SignInError('not_configured', 'SP metadata was asked for but no IdP is configured')
+      return saml.metadata()
+    },
   }
 }

@@ -83,7 +83,7 @@ const htmlRoutes: FastifyPluginAsyncZod = async (app) => {
         orgName: config.orgName,
         userIdentifier: identifier,
         enrollmentToken: token ? team.enrollmentToken : null,
-        mode: sso.saml ? 'saml' : 'dev',
+        mode: sso.mode,
         startUrl: urls.ssoStart,
         devSignInUrl: urls.ssoDevSignIn,
       }),
