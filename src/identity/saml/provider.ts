@@ -45,10 +45,6 @@ export class SamlServiceProvider {
     this.store = new SamlStore(prisma)
   }
 
-  get idpEntityId(): string {
-    return this.settings.idp.entityId
-  }
-
   private saml(cache: RequestCache): SAML {
     const s = this.settings
     const options: SamlConfig = {

@@ -29,7 +29,6 @@ const BEARER = 'urn:oasis:names:tc:SAML:2.0:cm:bearer'
 export const MAX_SAML_RESPONSE_LENGTH = 256 * 1024
 
 export interface ResponseEnvelope {
-  xml: string
   inResponseTo: string
   destination?: string
   issuer?: string
@@ -73,7 +72,7 @@ export function inspectResponse(samlResponse: string): ResponseEnvelope {
   const inResponseTo = attr(root, 'InResponseTo')
   if (!inResponseTo) throw new ResponseRefused('unsolicited', 'the Response has no InResponseTo: IdP-initiated sign-in is not accepted')
   const issuerEl = onlyChild(root, NS.assertion, 'Issuer')
-  return { xml, inResponseTo, destination: attr(root, 'Destination'), issuer: issuerEl ? textOf(issuerEl).trim() : undefined }
+  return { inResponseTo, destination: attr(root, 'Destination'), issuer: issuerEl ? textOf(issuerEl).trim() : undefined }
 }
 
 export interface SubjectConfirmation {
