@@ -9,8 +9,8 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { checkTokenForEnrollment } from '../../src/services/tokens.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
-import { startTcpProxy } from '../helpers/tcp-proxy.js'
+import { hasPostgres } from '../helpers/database.js'
+import { createProxiedTestDatabase } from '../helpers/tcp-proxy.js'
 import { createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
 import { counts, expectErrorPage, idpAnswer, postCallback, tokenFrom, tokenRecord } from './helpers.js'
 
@@ -169,13 +169,8 @@ describe('secrets in logs (row 23)', () => {
 // Cutting the database needs a Postgres server behind a proxy; PGlite runs in-process.
 describe.runIf(hasPostgres)('database outage', () => {
   it('answers 503 (page, JSON, callback) while the database is unreachable, and a retried callback then succeeds', async () => {
-    const database = await createTestDatabase()
-    const target = new URL(TEST_DATABASE_URL!)
-    const proxy = await startTcpProxy({ host: target.hostname || '127.0.0.1', port: Number(target.port || 5432) })
-    const viaProxy = new URL(database.url!)
-    viaProxy.hostname = '127.0.0.1'
-    viaProxy.port = String(proxy.port)
-    const s = await buildTestApp({ env: idp.env, database: { ...database, options: { kind: 'postgres', url: viaProxy.toString(), poolMax: 3, statementTimeoutMs: 2000, connectTimeoutMs: 1000 } } })
+    const { database, proxy, drop } = await createProxiedTestDatabase()
+    const s = await buildTestApp({ env: idp.env, database })
     try {
       expect((await s.app.inject('/mdm/sso')).statusCode).toBe(200)
       const { form } = await idpAnswer(s.app, idp, { userIdentifier: 'alice@example.test' })
@@ -193,8 +188,7 @@ describe.runIf(hasPostgres)('database outage', () => {
       tokenFrom(await postCallback(s.app, form))
     } finally {
       await s.close()
-      await proxy.close()
-      await database.drop()
+      await drop()
     }
   })
 })
