@@ -5,12 +5,15 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { ConfigError, loadConfig, type Environment } from '../../src/config.js'
 import { parseIdpMetadata } from '../../src/identity/saml/metadata.js'
 import { buildTestApp } from '../helpers/app.js'
 import { createTestIdp, generateIdpKeys, type TestIdp } from '../helpers/saml-idp.js'
 import { idpAnswer, postCallback, tokenFrom, tokenRecord } from '../sso/helpers.js'
+
+// Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
+vi.setConfig({ testTimeout: 90_000 })
 
 const dir = () => mkdtempSync(path.join(tmpdir(), 'byod-mdm-saml-config-'))
 const base = (env: Environment = {}): Environment => ({ DATA_DIR: dir(), SERVER_URL: 'https://mdm.example.com', ...env })

@@ -6,13 +6,16 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { checkTokenForEnrollment } from '../../src/services/tokens.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { hasPostgres } from '../helpers/database.js'
 import { createProxiedTestDatabase } from '../helpers/tcp-proxy.js'
 import { createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
 import { counts, expectErrorPage, idpAnswer, postCallback, tokenFrom, tokenRecord } from './helpers.js'
+
+// Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
+vi.setConfig({ testTimeout: 90_000 })
 
 let idp: TestIdp
 let saml: TestApp
@@ -123,7 +126,7 @@ describe('development sign-in', () => {
     const lines = out.trim().split('\n')
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(/^configuration error: SAML_IDP_METADATA: no identity provider is configured .* loopback address or ALLOW_DEV_SIGNIN=true$/)
-  }, 30_000)
+  }, 90_000)
 })
 
 describe('rate limiting (row 22)', () => {

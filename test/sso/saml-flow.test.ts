@@ -3,13 +3,16 @@
  * start endpoint, the AuthnRequest as the IdP reads it, the signed Response posted back, and the 308
  * carrying a token the enroll endpoint accepts.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { checkTokenForEnrollment } from '../../src/services/tokens.js'
 import { newEnrollmentToken } from '../../src/services/teams.js'
 import { generateIdpKeys, createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestDatabase } from '../helpers/database.js'
 import { counts, expectErrorPage, idpAnswer, postCallback, spFromMetadata, startSignIn, tokenFrom, tokenRecord } from './helpers.js'
+
+// Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
+vi.setConfig({ testTimeout: 90_000 })
 
 let idp: TestIdp
 let t: TestApp

@@ -2,10 +2,13 @@
  * SECURITY.md rows 13 and 14 against the assertion consumer, with responses built by a real IdP
  * (samlify) and then bent: every refusal is a 4xx HTML page, mints nothing, and logs the real reason.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestIdp, editResponse, generateIdpKeys, type ResponseOptions, type TestIdp } from '../helpers/saml-idp.js'
 import { counts, expectErrorPage, idpAnswer, postCallback, spFromMetadata, startSignIn, tokenFrom } from './helpers.js'
+
+// Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
+vi.setConfig({ testTimeout: 90_000 })
 
 let idp: TestIdp
 let t: TestApp
