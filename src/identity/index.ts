@@ -1,7 +1,8 @@
 /**
- * The identity layer: each sign-in method (SAML today, the development sign-in, OAuth 2 later) proves
- * who the user is and hands back a `VerifiedSignIn`. What happens next (policy, the user row, the access
- * token) is the same for every method and lives in services/sso.ts.
+ * The identity layer of web sign-in: the SAML service provider (saml/) and the development sign-in
+ * (dev.ts) prove who the user is and hand back a `VerifiedSignIn`; services/sso.ts then applies the
+ * policy and mints the token. OAuth 2 sits beside them in oidc.ts: the device signs in at the IdP itself
+ * and services/oauth2.ts redeems the code, so it has its own flow up to the same IdentityClaims.
  */
 import { AppError } from '../errors.js'
 import type { IdentityClaims, SignInMethod } from '../services/tokens.js'

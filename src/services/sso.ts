@@ -30,8 +30,8 @@ export interface SsoDeps {
 }
 
 export interface SsoService {
-  /** Which sign-in the page offers: the configured SAML IdP, or the development sign-in. */
-  readonly mode: 'saml' | 'dev'
+  /** Which sign-in the page offers: the configured SAML IdP, the development sign-in, or none. */
+  readonly mode: 'saml' | 'dev' | 'none'
   /** The team of an SSO URL: its enrollment token, or the Default team when there is none. */
   team(enrollmentToken: string | null | undefined): Promise<Team>
   /** Starts a SAML sign-in; returns the IdP URL (HTTP-Redirect binding) to send the browser to. */
@@ -40,7 +40,7 @@ export interface SsoService {
   completeDev(input: { enrollmentToken?: string | null; userIdentifier: string | null; email: string }): Promise<CompletedSignIn>
   /** SP metadata XML for the IdP administrator. */
   samlMetadata(): string
-  /** Policy, user, token: the same for every sign-in method (OAuth 2 will call it too). */
+  /** Policy, user, token: the same for SAML and the development sign-in. */
   finish(signIn: VerifiedSignIn): Promise<CompletedSignIn>
 }
 
@@ -51,7 +51,18 @@ export function createSsoService(deps: SsoDeps): SsoService {
   async function team(enrollmentToken: string | null | undefined): Promise<Team> {
     const found = enrollmentToken ? await findTeamByEnrollmentToken(prisma, enrollmentToken) : await prisma.team.findFirst({ where: { isDefault: true } })
     if (!found) throw new SignInError('unknown_team', 'no team has this enrollment token')
-    return found
+    return usesWebSignIn(found)
+  }
+
+  /**
+   * Web sign-in serves only teams that sign in with it (the team's own method, else AUTH_METHOD); the
+   * enroll challenge of an oauth2 team never points here, and the OAuth 2 token endpoint refuses saml
+   * teams the same way.
+   */
+  function usesWebSignIn(t: Team): Team {
+    const method = t.authMethod ?? config.authMethod
+    if (method !== 'saml') throw new SignInError('not_configured', `team ${t.id} signs in with ${method}, not web sign-in`)
+    return t
   }
 
   async function finish(signIn: VerifiedSignIn): Promise<CompletedSignIn> {
@@ -64,8 +75,9 @@ export function createSsoService(deps: SsoDeps): SsoService {
         throw new SignInError('identifier_mismatch', `signed in as ${claims.email ?? '(no email)'} but the device entered ${context.userIdentifier ?? '(nothing)'} (SSO_REQUIRE_IDENTIFIER_MATCH)`)
       }
     }
-    const target = await prisma.team.findUnique({ where: { id: context.teamId } })
-    if (!target) throw new SignInError('unknown_team', `team ${context.teamId} no longer exists`)
+    const found = await prisma.team.findUnique({ where: { id: context.teamId } })
+    if (!found) throw new SignInError('unknown_team', `team ${context.teamId} no longer exists`)
+    const target = usesWebSignIn(found)
     const allowed = policy.teamGroups[target.name]
     if (allowed && !(claims.groups ?? []).some((g) => allowed.includes(g))) {
       throw new SignInError('group_not_allowed', `${claims.subject} is in none of the groups allowed for team "${target.name}" (SSO_TEAM_GROUPS)`)
@@ -82,7 +94,7 @@ export function createSsoService(deps: SsoDeps): SsoService {
   }
 
   return {
-    mode: saml ? 'saml' : 'dev',
+    mode: saml ? 'saml' : config.sso.devSignIn ? 'dev' : 'none',
     team,
     finish,
 

@@ -114,6 +114,9 @@ describe('development sign-in and policy variables', () => {
     expect(loadConfig(base({ ALLOW_DEV_SIGNIN: 'true' })).sso.devSignIn).toBe(true)
     expect(loadConfig(base({ ALLOW_DEV_SIGNIN: 'true', SAML_IDP_METADATA: idp.metadata })).sso.devSignIn).toBe(false)
     expect(configError({}).variable).toBe('SAML_IDP_METADATA')
+    // AUTH_METHOD=oauth2 signs users in at the OIDC provider: no SAML IdP needed, no development sign-in.
+    const oauth = loadConfig(base({ AUTH_METHOD: 'oauth2', OIDC_ISSUER: 'https://login.example.com/realm', OIDC_CLIENT_ID: 'mdm', OIDC_CLIENT_SECRET: 's3cret' })).sso
+    expect(oauth).toMatchObject({ saml: null, devSignIn: false })
     expect(configError({ SERVER_URL: 'https://localhost.example.com' }).variable).toBe('SAML_IDP_METADATA')
     expect(configError({ ALLOW_DEV_SIGNIN: 'maybe' }).variable).toBe('ALLOW_DEV_SIGNIN')
   })

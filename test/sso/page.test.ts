@@ -7,6 +7,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { newEnrollmentToken } from '../../src/services/teams.js'
 import { checkTokenForEnrollment } from '../../src/services/tokens.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { hasPostgres } from '../helpers/database.js'
@@ -74,6 +75,47 @@ describe('the SSO page', () => {
     const res = await dev.app.inject('/api/v1/mdm/sso/metadata')
     expect(res.statusCode).toBe(404)
     expect(res.json()).toMatchObject({ error: 'not_configured' })
+  })
+})
+
+describe('teams that sign in with OAuth 2', () => {
+  it('get no web sign-in: page, start and development sign-in all answer "not available"', async () => {
+    const team = await saml.app.db.prisma.team.create({ data: { name: 'OAuth people', enrollmentToken: newEnrollmentToken(), authMethod: 'oauth2' } })
+    const before = await counts(saml.app)
+    const requests = await saml.app.db.prisma.samlAuthnRequest.count()
+    expectErrorPage(await saml.app.inject(`/mdm/sso/${team.enrollmentToken}`), 404)
+    const start = await saml.app.inject({ method: 'POST', url: '/api/v1/mdm/sso', payload: { enrollmentToken: team.enrollmentToken } })
+    expect(start.statusCode).toBe(404)
+    expect(start.json()).toMatchObject({ error: 'not_configured' })
+    expect(await saml.app.db.prisma.samlAuthnRequest.count()).toBe(requests)
+
+    const devTeam = await dev.app.db.prisma.team.create({ data: { name: 'OAuth people', enrollmentToken: newEnrollmentToken(), authMethod: 'oauth2' } })
+    const devBefore = await counts(dev.app)
+    const res = await dev.app.inject({
+      method: 'POST',
+      url: '/api/v1/mdm/sso/dev',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({ enrollmentToken: devTeam.enrollmentToken, email: 'intruder@example.test' }).toString(),
+    })
+    expectErrorPage(res, 404)
+    expect(await counts(saml.app)).toEqual(before)
+    expect(await counts(dev.app)).toEqual(devBefore)
+  })
+
+  it('need no SAML IdP with AUTH_METHOD=oauth2, and then the page offers nothing', async () => {
+    const s = await buildTestApp({
+      env: { AUTH_METHOD: 'oauth2', OIDC_ISSUER: 'https://login.example.test/realm', OIDC_CLIENT_ID: 'byod-mdm', OIDC_CLIENT_SECRET: 'secret', ALLOW_DEV_SIGNIN: 'false' },
+    })
+    try {
+      expect(s.config.sso).toMatchObject({ saml: null, devSignIn: false })
+      // A team that chose web sign-in itself finds no IdP and no development sign-in either.
+      await s.app.db.prisma.team.update({ where: { id: s.app.defaultTeam.id }, data: { authMethod: 'saml' } })
+      const page = await s.app.inject('/mdm/sso')
+      expectErrorPage(page, 404)
+      expect(page.body).toContain('not available')
+    } finally {
+      await s.close()
+    }
   })
 })
 

@@ -75,6 +75,8 @@ const htmlRoutes: FastifyPluginAsyncZod = async (app) => {
     const identifier = normalizeUserIdentifier(raw)
     if (raw !== undefined && raw !== '' && identifier === null) throw new BadRequestError('user-identifier is not a usable identifier')
     const team = await sso.team(token)
+    if (sso.mode === 'none') throw new SignInError('not_configured', 'no SAML IdP is configured and the development sign-in is off')
+    const mode = sso.mode
     const nonce = newNonce()
     const origin = new URL(urls.ssoStart).origin
     return reply.headers(pageHeaders(nonce, { connect: origin, forms: origin })).send(
@@ -83,7 +85,7 @@ const htmlRoutes: FastifyPluginAsyncZod = async (app) => {
         orgName: config.orgName,
         userIdentifier: identifier,
         enrollmentToken: token ? team.enrollmentToken : null,
-        mode: sso.mode,
+        mode,
         startUrl: urls.ssoStart,
         devSignInUrl: urls.ssoDevSignIn,
       }),
