@@ -9,6 +9,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import path from 'node:path'
 import { z } from 'zod'
 import { isDomainName, USER_ENROLLMENT_FAMILIES, type ModelFamily } from './protocol/discovery.js'
+import { MetadataError, parseIdpMetadata, type IdpSettings } from './identity/saml/metadata.js'
+import { serverUrls } from './protocol/urls.js'
 
 /** A configuration problem: `variable` is the environment variable to fix. */
 export class ConfigError extends Error {
@@ -112,6 +114,23 @@ const envSchema = z.object({
   OAUTH2_ACCESS_TOKEN_TTL: duration.pipe(z.number().min(60, 'must be at least 60s').max(30 * 86400, 'must be at most 30d')).default(3600),
   OAUTH2_REFRESH_TOKEN_TTL: duration.pipe(z.number().min(3600, 'must be at least 1h').max(400 * 86400, 'must be at most 400d')).default(90 * 86400),
   OAUTH2_RATE_LIMIT: int(1, 1_000_000).default(30),
+  SAML_IDP_METADATA: z.string().min(1).optional(),
+  SAML_IDP_ENTITY_ID: z.string().min(1).max(1024).optional(),
+  SAML_IDP_SSO_URL: url.optional(),
+  SAML_IDP_CERT: pemOrPath.optional(),
+  SAML_SP_ENTITY_ID: z.string().min(1).max(1024).optional(),
+  SAML_SP_CERT: pemOrPath.optional(),
+  SAML_SP_KEY: pemOrPath.optional(),
+  SAML_WANT_RESPONSE_SIGNED: bool.default(true),
+  SAML_NAMEID_FORMAT: z.string().min(1).max(200).default('urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress'),
+  SAML_EMAIL_ATTRIBUTE: z.string().min(1).max(500).optional(),
+  SAML_NAME_ATTRIBUTE: z.string().min(1).max(500).optional(),
+  SAML_GROUPS_ATTRIBUTE: z.string().min(1).max(500).optional(),
+  SAML_CLOCK_SKEW: duration.pipe(z.number().max(600, 'must be at most 10m')).default(60),
+  SSO_REQUIRE_IDENTIFIER_MATCH: bool.default(false),
+  SSO_TEAM_GROUPS: z.string().min(1).optional(),
+  SSO_RATE_LIMIT: int(1, 1_000_000).default(60),
+  ALLOW_DEV_SIGNIN: bool.default(false),
 })
 
 type Env = z.infer<typeof envSchema>
@@ -140,6 +159,35 @@ export interface OidcSettings {
   timeoutSeconds: number
   /** Tests only: an http:// issuer on a loopback address. */
   allowInsecureHttp: boolean
+}
+
+/** A SAML identity provider and how this server, the service provider, talks to it. */
+export interface SamlSettings {
+  idp: IdpSettings
+  /** Our entity id: the Audience the IdP must address assertions to. */
+  spEntityId: string
+  /** Signs AuthnRequests when set. */
+  spSigning?: PemIdentity
+  /** Require a signature on the whole Response (the assertion signature is always required). */
+  wantResponseSigned: boolean
+  nameIdFormat: string
+  /** Attribute names; the email falls back to the NameID. */
+  attributes: { email?: string; displayName?: string; groups?: string }
+  clockSkewMs: number
+}
+
+/** Web sign-in (the `apple-as-web` page) and the policy applied to every sign-in. */
+export interface SsoConfig {
+  /** null when no IdP is configured: then only the development sign-in is offered. */
+  saml: SamlSettings | null
+  /** The development sign-in (type any email) is offered: no IdP, and a loopback SERVER_URL or ALLOW_DEV_SIGNIN. */
+  devSignIn: boolean
+  /** The signed-in email must equal (case-insensitively) the user-identifier typed on the device. */
+  requireIdentifierMatch: boolean
+  /** Team name -> IdP groups allowed to enroll into it; teams not listed are open to every signed-in user. */
+  teamGroups: Record<string, string[]>
+  /** Requests per minute per client address on the SSO endpoints. */
+  rateLimitPerMinute: number
 }
 
 export interface Config {
@@ -187,6 +235,7 @@ export interface Config {
     /** Requests per minute per client address on the token endpoint. */
     rateLimitPerMinute: number
   }
+  sso: SsoConfig
 }
 
 export type Environment = Record<string, string | undefined>
@@ -261,6 +310,7 @@ export function loadConfig(env: Environment = process.env): Config {
       refreshTokenTtlSeconds: e.OAUTH2_REFRESH_TOKEN_TTL,
       rateLimitPerMinute: e.OAUTH2_RATE_LIMIT,
     },
+    sso: readSso(env, e, serverUrl),
   }
 }
 
@@ -341,6 +391,96 @@ function parseModelFamilies(value: string): ModelFamily[] {
   if (families.length === 0) throw new ConfigError('ENROLL_MODEL_FAMILIES', 'lists no model family')
   return [...new Set(families)] as ModelFamily[]
 }
+
+function readSso(env: Environment, e: Env, serverUrl: string): SsoConfig {
+  const saml = readSaml(env, e, serverUrl)
+  // Only this machine can reach a loopback SERVER_URL: the development sign-in is harmless there.
+  const devSignIn = !saml && (e.ALLOW_DEV_SIGNIN || isLoopbackHost(new URL(serverUrl).hostname))
+  // With AUTH_METHOD=oauth2 the page is only used by teams that choose saml themselves: no IdP needed.
+  if (!saml && !devSignIn && e.AUTH_METHOD === 'saml') {
+    throw new ConfigError(
+      'SAML_IDP_METADATA',
+      `no identity provider is configured (set SAML_IDP_METADATA, or SAML_IDP_SSO_URL + SAML_IDP_ENTITY_ID + SAML_IDP_CERT, or AUTH_METHOD=oauth2 with OIDC_ISSUER); the development sign-in is only offered when SERVER_URL is a loopback address or ALLOW_DEV_SIGNIN=true`,
+    )
+  }
+  return {
+    saml,
+    devSignIn,
+    requireIdentifierMatch: e.SSO_REQUIRE_IDENTIFIER_MATCH,
+    teamGroups: e.SSO_TEAM_GROUPS ? parseTeamGroups(e.SSO_TEAM_GROUPS) : {},
+    rateLimitPerMinute: e.SSO_RATE_LIMIT,
+  }
+}
+
+function readSaml(env: Environment, e: Env, serverUrl: string): SamlSettings | null {
+  const manual = e.SAML_IDP_SSO_URL || e.SAML_IDP_CERT || e.SAML_IDP_ENTITY_ID
+  if (e.SAML_IDP_METADATA && manual) {
+    throw new ConfigError('SAML_IDP_METADATA', 'set either SAML_IDP_METADATA or SAML_IDP_SSO_URL/SAML_IDP_ENTITY_ID/SAML_IDP_CERT, not both')
+  }
+  let idp: IdpSettings
+  if (e.SAML_IDP_METADATA) {
+    const value = e.SAML_IDP_METADATA.trim()
+    let xml = value
+    if (!value.startsWith('<')) {
+      try {
+        xml = readFileSync(value, 'utf8')
+      } catch (err) {
+        throw new ConfigError('SAML_IDP_METADATA', `cannot read metadata file ${value}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      }
+    }
+    try {
+      idp = parseIdpMetadata(xml)
+    } catch (err) {
+      if (err instanceof MetadataError) throw new ConfigError('SAML_IDP_METADATA', err.message)
+      throw err
+    }
+  } else if (manual) {
+    if (!e.SAML_IDP_SSO_URL) throw new ConfigError('SAML_IDP_SSO_URL', 'required when SAML_IDP_ENTITY_ID or SAML_IDP_CERT is set')
+    if (!e.SAML_IDP_ENTITY_ID) throw new ConfigError('SAML_IDP_ENTITY_ID', 'required when SAML_IDP_SSO_URL is set (the IdP\'s entity id, also called issuer or identifier)')
+    if (!e.SAML_IDP_CERT) throw new ConfigError('SAML_IDP_CERT', 'required when SAML_IDP_SSO_URL is set (the IdP\'s SAML signing certificate)')
+    const certificates = pemBlocks(readPem('SAML_IDP_CERT', e.SAML_IDP_CERT), /^CERTIFICATE$/)
+    if (certificates.length === 0) throw new ConfigError('SAML_IDP_CERT', 'contains no CERTIFICATE block')
+    for (const pem of certificates) {
+      try {
+        new X509Certificate(pem)
+      } catch (err) {
+        throw new ConfigError('SAML_IDP_CERT', `is not a valid certificate: ${(err as Error).message}`)
+      }
+    }
+    idp = { entityId: e.SAML_IDP_ENTITY_ID, ssoUrl: e.SAML_IDP_SSO_URL, certificates, wantAuthnRequestsSigned: false }
+  } else {
+    return null
+  }
+  const spSigning = readIdentity(env, 'SAML_SP_CERT', 'SAML_SP_KEY')
+  if (idp.wantAuthnRequestsSigned && !spSigning) {
+    throw new ConfigError('SAML_SP_KEY', 'the IdP metadata asks for signed AuthnRequests (WantAuthnRequestsSigned): set SAML_SP_CERT and SAML_SP_KEY')
+  }
+  return {
+    idp,
+    spEntityId: e.SAML_SP_ENTITY_ID ?? serverUrls(serverUrl).ssoMetadata,
+    spSigning,
+    wantResponseSigned: e.SAML_WANT_RESPONSE_SIGNED,
+    nameIdFormat: e.SAML_NAMEID_FORMAT,
+    attributes: { email: e.SAML_EMAIL_ATTRIBUTE, displayName: e.SAML_NAME_ATTRIBUTE, groups: e.SAML_GROUPS_ATTRIBUTE },
+    clockSkewMs: e.SAML_CLOCK_SKEW * 1000,
+  }
+}
+
+const teamGroupsSchema = z.record(z.string().min(1), z.array(z.string().min(1)).min(1))
+
+/** `{"Team name": ["group", ...], ...}` */
+function parseTeamGroups(value: string): Record<string, string[]> {
+  let json: unknown
+  try {
+    json = JSON.parse(value)
+  } catch {
+    throw new ConfigError('SSO_TEAM_GROUPS', 'expected JSON such as {"Default": ["mdm-users"]}')
+  }
+  const parsed = teamGroupsSchema.safeParse(json)
+  if (!parsed.success) throw new ConfigError('SSO_TEAM_GROUPS', 'expected an object mapping team names to non-empty lists of group names, such as {"Default": ["mdm-users"]}')
+  return parsed.data
+}
+
 
 function parseTrustProxy(v: string | undefined): boolean | string {
   if (v === undefined || v === 'false' || v === '0') return false

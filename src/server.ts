@@ -54,6 +54,11 @@ async function main(): Promise<void> {
     `  SCEP                ${u.scep}`,
     `  Check-in / commands ${u.mdm}`,
   ]
+  lines.push(
+    config.sso.saml
+      ? `  SAML SP metadata    ${u.ssoMetadata}  (register it at your IdP ${config.sso.saml.idp.entityId})`
+      : '  Sign-in             development sign-in (no IdP configured: anyone can sign in as any email address)',
+  )
   if (!config.serverUrl.startsWith('https://')) {
     lines.push(`  Note: SERVER_URL is ${config.serverUrl}; Apple devices only enroll over https. Put a TLS reverse proxy in front and set SERVER_URL.`)
   }

@@ -8,7 +8,9 @@ import { X509Certificate, generateKeyPair, randomBytes, webcrypto, type KeyObjec
 import { promisify } from 'node:util'
 import * as x509 from '@peculiar/x509'
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
+// `as never`: the parameter's type is the DOM's Crypto, which exists only when some dependency's types
+// load lib "dom" (xpath's do, via samlify); node's webcrypto is that object at run time.
+x509.cryptoProvider.set(webcrypto as never)
 
 type CryptoKey = webcrypto.CryptoKey
 

@@ -11,6 +11,8 @@ export interface ServerUrls {
   ssoStart: string
   ssoCallback: string
   ssoMetadata: string
+  /** The development sign-in form posts here (only when no IdP is configured). */
+  ssoDevSignIn: string
   oauth2Token(teamToken: string): string
   esso: string
   essoDeveloper: string
@@ -27,6 +29,7 @@ export function serverUrls(base: string): ServerUrls {
     ssoStart: `${base}/api/v1/mdm/sso`,
     ssoCallback: `${base}/api/v1/mdm/sso/callback`,
     ssoMetadata: `${base}/api/v1/mdm/sso/metadata`,
+    ssoDevSignIn: `${base}/api/v1/mdm/sso/dev`,
     oauth2Token: (t) => `${base}/api/v1/mdm/oauth2/token/${seg(t)}`,
     esso: `${base}/api/mdm/apple/esso`,
     essoDeveloper: `${base}/api/mdm/apple/esso/developer`,

@@ -10,6 +10,7 @@ import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
+import { createSsoService, type SsoService } from './sso.js'
 
 export interface ServiceDeps {
   prisma: PrismaClient
@@ -22,6 +23,7 @@ export interface Services {
   discovery: DiscoveryService
   enrollment: EnrollmentService
   oauth2: OAuth2Service
+  sso: SsoService
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -31,5 +33,6 @@ export function createServices(deps: ServiceDeps): Services {
     discovery: createDiscoveryService(deps),
     enrollment: createEnrollmentService({ ...deps, oidc }),
     oauth2: createOAuth2Service({ ...deps, oidc }),
+    sso: createSsoService(deps),
   }
 }

@@ -47,6 +47,7 @@ describe('server process', () => {
       expect(p.output()).toMatch(/Service discovery\s+http:\/\/localhost:0\/\.well-known\/com\.apple\.remotemanagement/)
       expect(p.output()).toMatch(/SCEP\s+\S+\/mdm\/apple\/scep/)
       expect(p.output()).toMatch(/Check-in \/ commands\s+\S+\/mdm\/apple\/mdm/)
+      expect(p.output()).toMatch(/Sign-in\s+development sign-in \(no IdP configured/)
       tokens.push(enroll.split('/').pop()!)
       p.child.kill('SIGTERM')
       expect(await p.exited).toBe(0)

@@ -57,7 +57,7 @@ describe('loadConfig', () => {
   })
 
   it('treats empty values as unset and strips a trailing slash from SERVER_URL', () => {
-    const config = loadConfig({ DATA_DIR: tmp(), PORT: '', SERVER_URL: 'https://mdm.example.com/' })
+    const config = loadConfig({ DATA_DIR: tmp(), PORT: '', SERVER_URL: 'https://mdm.example.com/', ALLOW_DEV_SIGNIN: 'true' })
     expect(config.port).toBe(8080)
     expect(config.serverUrl).toBe('https://mdm.example.com')
   })

@@ -37,6 +37,8 @@ export function testConfig(env: Record<string, string | undefined> = {}, dataDir
     DATA_DIR: dataDir ?? path.join(tmpdir(), 'byod-mdm-test-unused'),
     LOG_LEVEL: 'info',
     ORG_NAME: 'Example Corp',
+    // TEST_SERVER_URL is not a loopback address; without an IdP the server would refuse to start.
+    ALLOW_DEV_SIGNIN: 'true',
     ...env,
   })
 }

@@ -3,6 +3,7 @@
  * reset, new ones refused) and comes back on the same address, without touching the shared Postgres.
  */
 import net from 'node:net'
+import { createTestDatabase, TEST_DATABASE_URL, type TestDatabase } from './database.js'
 
 export interface TcpProxy {
   port: number
@@ -46,5 +47,27 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
     },
     close: stop,
+  }
+}
+
+/**
+ * A fresh Postgres test database (TEST_DATABASE_URL) reached through a proxy the test can cut, with short
+ * timeouts so an outage shows quickly. Pass `database` to buildTestApp; `drop()` closes the proxy and
+ * drops the database.
+ */
+export async function createProxiedTestDatabase(): Promise<{ database: TestDatabase; proxy: TcpProxy; drop(): Promise<void> }> {
+  const direct = await createTestDatabase()
+  const target = new URL(TEST_DATABASE_URL!)
+  const proxy = await startTcpProxy({ host: target.hostname || '127.0.0.1', port: Number(target.port || 5432) })
+  const viaProxy = new URL(direct.url!)
+  viaProxy.hostname = '127.0.0.1'
+  viaProxy.port = String(proxy.port)
+  return {
+    database: { ...direct, options: { kind: 'postgres', url: viaProxy.toString(), poolMax: 3, statementTimeoutMs: 2000, connectTimeoutMs: 1000 } },
+    proxy,
+    async drop() {
+      await proxy.close()
+      await direct.drop()
+    },
   }
 }

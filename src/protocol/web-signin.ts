@@ -1,0 +1,23 @@
+/**
+ * The end of web sign-in (`apple-as-web`, PROTOCOL.md section 3): the device's
+ * ASWebAuthenticationSession watches for its callback scheme and reads the token from this URL.
+ * https://developer.apple.com/documentation/devicemanagement/implementing-the-simple-authentication-account-driven-enrollment-flow
+ */
+export const WEB_SIGNIN_CALLBACK_SCHEME = 'apple-remotemanagement-user-login'
+
+/** `apple-remotemanagement-user-login://authentication-results?access-token=<token>`, sent with a 308. */
+export function authenticationResultsUrl(accessToken: string): string {
+  return `${WEB_SIGNIN_CALLBACK_SCHEME}://authentication-results?access-token=${encodeURIComponent(accessToken)}`
+}
+
+/** Longest user-identifier accepted from the device (an email address or Managed Apple Account). */
+export const MAX_USER_IDENTIFIER_LENGTH = 320
+
+/** The user-identifier the device appended to the SSO URL, or null when absent or unusable. */
+export function normalizeUserIdentifier(value: unknown): string | null {
+  if (typeof value !== 'string') return null
+  const v = value.trim()
+  // eslint-disable-next-line no-control-regex
+  if (!v || v.length > MAX_USER_IDENTIFIER_LENGTH || /[\u0000-\u001f\u007f]/.test(v)) return null
+  return v
+}
