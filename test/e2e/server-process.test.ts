@@ -39,7 +39,7 @@ describe('server process', () => {
     const tokens: string[] = []
     for (let run = 0; run < 2; run++) {
       const p = start(env)
-      await waitFor(() => /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.test(p.output()), 30_000)
+      await waitFor(() => /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.test(p.output()), 90_000)
       const port = p.output().match(/Server listening at http:\/\/127\.0\.0\.1:(\d+)/)![1]
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`)
       expect(ready.status).toBe(200)
@@ -55,7 +55,7 @@ describe('server process', () => {
     }
     expect(existsSync(path.join(dataDir, 'server-secret'))).toBe(true)
     expect(tokens[1]).toBe(tokens[0])
-  }, 90_000)
+  }, 240_000)
 
   it('stops with one line naming SERVER_SECRET when DATABASE_URL is set without it', async () => {
     const p = start({ DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres', DATA_DIR: mkdtempSync(path.join(tmpdir(), 'byod-mdm-proc-')) })
@@ -63,5 +63,5 @@ describe('server process', () => {
     const lines = p.output().trim().split('\n')
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(/^configuration error: SERVER_SECRET: required when DATABASE_URL is set/)
-  }, 30_000)
+  }, 90_000)
 })

@@ -101,7 +101,14 @@ describe('key material and the default team', () => {
       expect(a.app.defaultTeam.enrollmentToken).toMatch(/^[A-Za-z0-9_-]{32}$/)
       const rows = await a.app.db.prisma.keyMaterial.findMany()
       expect(rows.map((r) => r.name).sort()).toEqual(['profileSigner', 'scepCa'])
-      for (const r of rows) expect(Buffer.from(r.keyCiphertext).toString('latin1')).not.toMatch(/PRIVATE KEY|\x30\x82/)
+      // Neither the PEM nor any 32-byte run of the private key's DER appears in the stored record.
+      const plain = { scepCa: a.app.keys.scepCa.privateKey, profileSigner: a.app.keys.profileSigner.privateKey }
+      for (const r of rows) {
+        const der = plain[r.name as keyof typeof plain].export({ type: 'pkcs8', format: 'der' })
+        const stored = Buffer.concat([Buffer.from(r.keyCiphertext), Buffer.from(r.certificatePem)])
+        expect(stored.toString('latin1')).not.toContain('PRIVATE KEY')
+        for (let i = 0; i + 32 <= der.length; i += 32) expect(stored.includes(der.subarray(i, i + 32))).toBe(false)
+      }
       expect(await a.app.db.prisma.team.count({ where: { isDefault: true } })).toBe(1)
     } finally {
       await a.close()
