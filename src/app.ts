@@ -15,6 +15,7 @@ import errorsPlugin from './plugins/errors.js'
 import { serverUrls, type ServerUrls } from './protocol/urls.js'
 import enrollmentRoutes from './routes/enroll/index.js'
 import healthRoutes from './routes/health/index.js'
+import scepRoutes from './routes/scep/index.js'
 import { openDatabase, type Database, type DatabaseOptions } from './storage/database.js'
 import { migrate, readMigrations, type Migration } from './storage/migrate.js'
 import { createServices, type Services } from './services/index.js'
@@ -108,5 +109,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   await app.register(errorsPlugin)
   await app.register(healthRoutes)
   await app.register(enrollmentRoutes)
+  await app.register(scepRoutes)
   return app
 }

@@ -8,6 +8,7 @@ import type { ServerUrls } from '../protocol/urls.js'
 import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
+import { ScepService } from './scep.js'
 
 export interface ServiceDeps {
   prisma: PrismaClient
@@ -19,11 +20,13 @@ export interface ServiceDeps {
 export interface Services {
   discovery: DiscoveryService
   enrollment: EnrollmentService
+  scep: ScepService
 }
 
 export function createServices(deps: ServiceDeps): Services {
   return {
     discovery: createDiscoveryService(deps),
     enrollment: createEnrollmentService(deps),
+    scep: new ScepService(deps),
   }
 }
