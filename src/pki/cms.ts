@@ -168,7 +168,7 @@ export function signerCertificate(signer: SignerInfo, certificates: X509Certific
       if (parts.serialHex === signer.sid.serialHex && parts.issuerDer.equals(signer.sid.issuerDer)) return cert
     } else {
       const ski = parts.extensions.get('2.5.29.14')
-      if (ski && octetsOf(parseDer(ski.value)).equals(signer.sid.subjectKeyIdentifier)) return cert
+      if (ski && skiOrUndefined(ski.value)?.equals(signer.sid.subjectKeyIdentifier)) return cert
     }
   }
   return undefined
@@ -213,6 +213,15 @@ function attributeValue<T>(name: string, read: () => T): T {
   } catch (err) {
     if (err instanceof Asn1Error) throw new CmsError(`malformed ${name} attribute: ${err.message}`, { cause: err })
     throw err
+  }
+}
+
+/** A certificate's subjectKeyIdentifier; undefined when the extension cannot be read. */
+function skiOrUndefined(extensionValue: Buffer): Buffer | undefined {
+  try {
+    return octetsOf(parseDer(extensionValue))
+  } catch {
+    return undefined
   }
 }
 
