@@ -75,6 +75,14 @@ export class CertificateSigner {
 
   /** Issues a certificate for `publicKey` (RSA or EC), signed by this signer's key, with AKI from the issuer. */
   async issue(params: IssueParams): Promise<X509Certificate> {
+    return new X509Certificate(await this.issueDer(params))
+  }
+
+  /**
+   * `issue` without parsing the result: node's X509Certificate constructor costs about 0.3 ms, which a
+   * caller that only stores and forwards the DER need not pay.
+   */
+  async issueDer(params: IssueParams): Promise<Buffer> {
     const spki = params.publicKey.export({ type: 'spki', format: 'der' })
     const tbs = der.sequence(
       der.explicit(0, der.integer(2)),
@@ -94,7 +102,7 @@ export class CertificateSigner {
       ),
     )
     const signature = await signAsync('sha256', tbs, { key: this.privateKey, padding: constants.RSA_PKCS1_PADDING })
-    return new X509Certificate(der.sequence(tbs, SHA256_WITH_RSA, der.bitString(signature)))
+    return der.sequence(tbs, SHA256_WITH_RSA, der.bitString(signature))
   }
 }
 
