@@ -7,7 +7,8 @@
  * decision, made with `signerCertificate` and its own policy.
  */
 import { createHash, sign as cryptoSign, verify as cryptoVerify, constants, type KeyObject, type X509Certificate } from 'node:crypto'
-import { certificateParts, parseCertificate } from './certificate.js'
+import { promisify } from 'node:util'
+import { certificateParts, parseCertificate, type CertificateParts } from './certificate.js'
 import {
   Asn1Error,
   child,
@@ -276,9 +277,32 @@ export interface SignOptions {
 
 /** Produces a DER ContentInfo with SignedData, one signer, DER-sorted signed attributes. */
 export function signCms(options: SignOptions): Buffer {
+  const p = prepareSignature(options)
+  return p.finish(cryptoSign(p.digest, p.signedAttributes, p.key))
+}
+
+/**
+ * `signCms` with the private-key operation in libuv's thread pool instead of on the event loop: for
+ * signing on every request (SCEP CertRep), where a synchronous RSA signature would stall all others.
+ */
+export async function signCmsAsync(options: SignOptions): Promise<Buffer> {
+  const p = prepareSignature(options)
+  return p.finish(await signAsync(p.digest, p.signedAttributes, p.key))
+}
+
+const signAsync = promisify(cryptoSign)
+
+const signerParts = new WeakMap<X509Certificate, CertificateParts>()
+
+function prepareSignature(options: SignOptions) {
   const digest = options.digest ?? 'sha256'
   const contentType = options.contentType ?? OID.data
-  const parts = certificateParts(options.certificate.raw)
+  // A server signs with the same certificate object over and over: parse it once.
+  let parts = signerParts.get(options.certificate)
+  if (!parts) {
+    parts = certificateParts(options.certificate.raw)
+    signerParts.set(options.certificate, parts)
+  }
   const attribute = (oid: string, values: Uint8Array[]) => der.sequence(der.oid(oid), der.setOf(values))
   const attributes = [
     attribute(OID.contentType, [der.oid(contentType)]),
@@ -288,33 +312,35 @@ export function signCms(options: SignOptions): Buffer {
   ]
   // DER SET OF: sorted by encoding. Some SCEP clients re-encode before verifying, so this matters.
   const sorted = [...attributes].sort((a, b) => Buffer.compare(a, b))
-  const attributesSet = der.set(...sorted)
   const keyType = options.privateKey.asymmetricKeyType
-  const signature =
+  const key =
     keyType === 'rsa'
-      ? cryptoSign(digest, attributesSet, { key: options.privateKey, padding: constants.RSA_PKCS1_PADDING })
-      : cryptoSign(digest, attributesSet, { key: options.privateKey, dsaEncoding: 'der' })
-  const signatureAlgorithm =
-    keyType === 'rsa' ? der.sequence(der.oid(OID.rsaEncryption), der.null()) : der.sequence(der.oid(ecdsaOid(digest)))
-  const digestAlgorithm = der.sequence(der.oid(DIGEST_OID[digest]), der.null())
-  const signerInfo = der.sequence(
-    der.integer(1),
-    der.sequence(parts.issuerDer, der.integer(parts.serialHex)),
-    digestAlgorithm,
-    // [0] IMPLICIT SET OF Attribute: same content, context tag.
-    der.implicit(0, true, Buffer.concat(sorted)),
-    signatureAlgorithm,
-    der.octetString(signature),
-  )
-  const certs = [options.certificate, ...(options.extraCertificates ?? [])]
-  const signedData = der.sequence(
-    der.integer(1),
-    der.set(digestAlgorithm),
-    der.sequence(der.oid(contentType), ...(options.detached ? [] : [der.explicit(0, der.octetString(options.content))])),
-    der.implicit(0, true, Buffer.concat(certs.map((c) => c.raw))),
-    der.set(signerInfo),
-  )
-  return der.sequence(der.oid(OID.signedData), der.explicit(0, signedData))
+      ? { key: options.privateKey, padding: constants.RSA_PKCS1_PADDING }
+      : { key: options.privateKey, dsaEncoding: 'der' as const }
+  const finish = (signature: Buffer): Buffer => {
+    const signatureAlgorithm =
+      keyType === 'rsa' ? der.sequence(der.oid(OID.rsaEncryption), der.null()) : der.sequence(der.oid(ecdsaOid(digest)))
+    const digestAlgorithm = der.sequence(der.oid(DIGEST_OID[digest]), der.null())
+    const signerInfo = der.sequence(
+      der.integer(1),
+      der.sequence(parts.issuerDer, der.integer(parts.serialHex)),
+      digestAlgorithm,
+      // [0] IMPLICIT SET OF Attribute: same content, context tag.
+      der.implicit(0, true, Buffer.concat(sorted)),
+      signatureAlgorithm,
+      der.octetString(signature),
+    )
+    const certs = [options.certificate, ...(options.extraCertificates ?? [])]
+    const signedData = der.sequence(
+      der.integer(1),
+      der.set(digestAlgorithm),
+      der.sequence(der.oid(contentType), ...(options.detached ? [] : [der.explicit(0, der.octetString(options.content))])),
+      der.implicit(0, true, Buffer.concat(certs.map((c) => c.raw))),
+      der.set(signerInfo),
+    )
+    return der.sequence(der.oid(OID.signedData), der.explicit(0, signedData))
+  }
+  return { digest, signedAttributes: der.set(...sorted), key, finish }
 }
 
 function ecdsaOid(digest: DigestName): string {
