@@ -83,7 +83,7 @@ export class CertificateSigner {
    * caller that only stores and forwards the DER need not pay.
    */
   async issueDer(params: IssueParams): Promise<Buffer> {
-    const spki = params.publicKey.export({ type: 'spki', format: 'der' })
+    const spki = params.spkiDer ?? params.publicKey.export({ type: 'spki', format: 'der' })
     const tbs = der.sequence(
       der.explicit(0, der.integer(2)),
       der.integer(params.serialHex ?? randomSerialHex()),
@@ -159,6 +159,11 @@ export interface IssueParams {
   /** RFC 4514-style distinguished name, e.g. `CN=device, O=Example`. */
   subject: string
   publicKey: KeyObject
+  /**
+   * `publicKey` as SubjectPublicKeyInfo DER when the caller already has it (from a CSR): OpenSSL 3
+   * takes about 0.2 ms to encode a key, which issuing per request need not pay twice.
+   */
+  spkiDer?: Uint8Array
   notBefore: Date
   notAfter: Date
   serialHex?: string
