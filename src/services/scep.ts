@@ -25,8 +25,7 @@ import {
 } from '../pki/scep/index.js'
 import { CertificateSigner, escapeDnValue, randomSerialHex } from '../pki/x509.js'
 import { bytes } from '../storage/bytes.js'
-import type { Db } from './challenges.js'
-import { certificateFingerprint, checkDeviceCertificate } from './device-certificates.js'
+import { certificateFingerprint, checkDeviceCertificate, storeWithChallenge, type NewDeviceCertificate } from './device-certificates.js'
 import type { ServerKeys } from './keys.js'
 import { hashSecret, MAX_SECRET_LENGTH } from './secrets.js'
 
@@ -67,16 +66,6 @@ type Decision = { refused: true; failInfo: FailInfoName; reason: string } | { re
 
 const refuse = (failInfo: FailInfoName, reason: string): Decision => ({ refused: true, failInfo, reason })
 
-/** Who a certificate is for: copied from the consumed challenge, or from the certificate being renewed. */
-interface Binding {
-  userId: string
-  teamId: string
-  accessTokenId: string
-  enrollmentProfileId: string | null
-  scepChallengeId: string | null
-  renewedFromId: string | null
-}
-
 export class ScepService {
   private signer?: Promise<CertificateSigner>
 
@@ -90,7 +79,7 @@ export class ScepService {
   caCertificate(): { contentType: string; body: Buffer } {
     const ca = this.deps.keys.scepCa
     if (ca.chain.length === 0) return { contentType: 'application/x-x509-ca-cert', body: ca.certificate.raw }
-    return { contentType: 'application/x-x509-ca-ra-cert', body: degenerateCertificates([ca.certificate, ...ca.chain]) }
+    return { contentType: 'application/x-x509-ca-ra-cert', body: degenerateCertificates([ca.certificate, ...ca.chain].map((c) => c.raw)) }
   }
 
   /** PKIOperation: a CertRep for any message that decodes; BadRequestError for one that does not. */
@@ -106,7 +95,7 @@ export class ScepService {
     const outcome: ScepOutcome = { messageType: request.messageType, transactionId: request.transactionId, status: decision.refused ? 'FAILURE' : 'SUCCESS' }
     if (decision.refused) {
       return {
-        body: buildCertRep(this.deps.keys.scepCa, request, { status: 'FAILURE', failInfo: decision.failInfo }),
+        body: await buildCertRep(this.deps.keys.scepCa, request, { status: 'FAILURE', failInfo: decision.failInfo }),
         outcome: { ...outcome, failInfo: decision.failInfo, reason: decision.reason },
       }
     }
@@ -136,30 +125,22 @@ export class ScepService {
   }
 
   /**
-   * PKCSReq: consume the one-time challenge and issue, in one transaction, so that a failure after the
-   * challenge is taken (database gone, anything) leaves it unused for the device's retry, and concurrent
-   * requests with the same challenge get at most one certificate.
+   * PKCSReq: everything that can fail without the database happens first (issue, build the CertRep);
+   * then one statement consumes the challenge and stores the certificate atomically. A failure before
+   * or in it leaves the challenge for the device's retry; concurrent requests with one challenge get at
+   * most one certificate. The price: a request with a wrong challenge costs two RSA signatures that are
+   * thrown away, on top of the RSA decryption it already cost.
    */
   private async enroll(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<Decision> {
     const password = opened.csr.challengePassword
     if (!password) return refuse('badRequest', 'PKCSReq without a challengePassword')
     if (password.length > MAX_SECRET_LENGTH) return refuse('badRequest', 'unknown challenge')
     const challengeHash = hashSecret(password)
-    return this.deps.prisma.$transaction(async (tx) => {
-      const taken = await tx.scepChallenge.updateMany({ where: { challengeHash, usedAt: null, expiresAt: { gt: now } }, data: { usedAt: now } })
-      const challenge = await tx.scepChallenge.findUnique({ where: { challengeHash }, include: { accessToken: { include: { user: true } } } })
-      if (taken.count !== 1 || !challenge) return refuse('badRequest', explainChallenge(challenge, now))
-      const inactive = enrollmentRefusal(challenge.accessToken)
-      if (inactive) return refuse('badRequest', inactive)
-      return this.issue(tx, request, opened, now, {
-        userId: challenge.userId,
-        teamId: challenge.teamId,
-        accessTokenId: challenge.accessTokenId,
-        enrollmentProfileId: challenge.enrollmentProfileId,
-        scepChallengeId: challenge.id,
-        renewedFromId: null,
-      })
-    })
+    const prepared = await this.prepare(request, opened, now)
+    if (await storeWithChallenge(this.deps.prisma, challengeHash, now, prepared.certificate)) {
+      return { refused: false, body: prepared.body, certificateId: prepared.certificate.id }
+    }
+    return refuse('badRequest', await this.explainChallenge(challengeHash, now))
   }
 
   /** RenewalReq: signed by an unexpired, unrevoked certificate this CA issued; same enrollment, no challenge. */
@@ -172,49 +153,61 @@ export class ScepService {
     const token = await prisma.accessToken.findUnique({ where: { id: previous.accessTokenId }, include: { user: true } })
     const inactive = token ? enrollmentRefusal(token) : 'the enrollment no longer exists'
     if (inactive) return refuse('badRequest', inactive)
-    return this.issue(prisma, request, opened, now, {
-      userId: previous.userId,
-      teamId: previous.teamId,
-      accessTokenId: previous.accessTokenId,
-      enrollmentProfileId: previous.enrollmentProfileId,
-      scepChallengeId: null,
-      renewedFromId: previous.id,
+    const { certificate, body } = await this.prepare(request, opened, now)
+    await prisma.deviceCertificate.create({
+      data: {
+        id: certificate.id,
+        serial: certificate.serial,
+        fingerprintSha256: certificate.fingerprintSha256,
+        subject: certificate.subject,
+        notBefore: certificate.notBefore,
+        notAfter: certificate.notAfter,
+        certificateDer: bytes(certificate.der),
+        userId: previous.userId,
+        teamId: previous.teamId,
+        accessTokenId: previous.accessTokenId,
+        enrollmentProfileId: previous.enrollmentProfileId,
+        renewedFromId: previous.id,
+      },
     })
+    return { refused: false, body, certificateId: certificate.id }
   }
 
   /**
-   * Issues from the server's template (nothing from the CSR but its key), stores the certificate and
-   * builds the CertRep, all before the caller's transaction commits.
+   * Issues from the server's template (nothing from the CSR but its key) and builds the SUCCESS CertRep.
+   * Stores nothing.
    */
-  private async issue(db: Db, request: PkiMessage, opened: OpenedRequest, now: Date, binding: Binding): Promise<Decision> {
+  private async prepare(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<{ certificate: NewDeviceCertificate; body: Buffer }> {
     const ca = this.deps.keys.scepCa
     const id = randomUUID()
     const subject = `CN=${id}, O=${escapeDnValue(this.deps.config.orgName)}`
+    const serial = randomSerialHex()
     const validityMs = this.deps.config.scepCertValidityDays * 86400_000
-    const caNotAfter = new Date(ca.certificate.validTo).getTime()
-    const certificate = await (await this.certificateSigner()).issue({
+    // Certificates carry whole seconds; store exactly what the certificate says.
+    const notBefore = wholeSeconds(now.getTime() - BACKDATE_MS)
+    const notAfter = wholeSeconds(Math.min(now.getTime() + validityMs, new Date(ca.certificate.validTo).getTime()))
+    const der = await (await this.certificateSigner()).issueDer({
       subject,
       publicKey: opened.csr.publicKey,
-      notBefore: new Date(now.getTime() - BACKDATE_MS),
-      notAfter: new Date(Math.min(now.getTime() + validityMs, caNotAfter)),
-      serialHex: randomSerialHex(),
+      spkiDer: opened.csr.spkiDer,
+      notBefore,
+      notAfter,
+      serialHex: serial,
       keyUsage: ['digitalSignature', 'keyEncipherment'],
       extendedKeyUsage: ['clientAuth'],
     })
-    await db.deviceCertificate.create({
-      data: {
-        id,
-        serial: certificate.serialNumber.toLowerCase(),
-        fingerprintSha256: certificateFingerprint(certificate.raw),
-        subject,
-        notBefore: new Date(certificate.validFrom),
-        notAfter: new Date(certificate.validTo),
-        certificateDer: bytes(certificate.raw),
-        ...binding,
-      },
-    })
-    const body = buildCertRep(ca, request, { status: 'SUCCESS', certificate, recipient: request.signerCertificate, cipher: replyCipher(opened.cipher) })
-    return { refused: false, body, certificateId: id }
+    const body = await buildCertRep(ca, request, { status: 'SUCCESS', certificateDer: der, recipient: request.signerCertificate, cipher: replyCipher(opened.cipher) })
+    return { certificate: { id, serial, fingerprintSha256: certificateFingerprint(der), subject, notBefore, notAfter, der }, body }
+  }
+
+  /** Why a challenge was not taken, for the log. */
+  private async explainChallenge(challengeHash: Uint8Array<ArrayBuffer>, now: Date): Promise<string> {
+    const challenge = await this.deps.prisma.scepChallenge.findUnique({ where: { challengeHash }, include: { accessToken: { include: { user: true } } } })
+    if (!challenge) return 'unknown challenge'
+    const inactive = enrollmentRefusal(challenge.accessToken)
+    if (inactive) return inactive
+    if (challenge.expiresAt.getTime() <= now.getTime()) return 'challenge expired'
+    return 'challenge already used'
   }
 
   private certificateSigner(): Promise<CertificateSigner> {
@@ -244,10 +237,8 @@ function replyCipher(requested: ContentCipher): ContentCipher {
   return requested.name === 'des-cbc' ? CIPHERS['des-ede3-cbc'] : requested
 }
 
-function explainChallenge(challenge: { usedAt: Date | null; expiresAt: Date } | null, now: Date): string {
-  if (!challenge) return 'unknown challenge'
-  if (challenge.expiresAt.getTime() <= now.getTime()) return 'challenge expired'
-  return 'challenge already used'
+function wholeSeconds(ms: number): Date {
+  return new Date(Math.floor(ms / 1000) * 1000)
 }
 
 function enrollmentRefusal(token: { revokedAt: Date | null; user: { active: boolean } }): string | null {

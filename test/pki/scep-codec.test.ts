@@ -163,10 +163,10 @@ describe('round trip with our own requester side', () => {
     expect(opened.csr.challengePassword).toBe('c-123')
   })
 
-  it('builds a SUCCESS CertRep the requester decrypts, and a FAILURE with failInfo', () => {
+  it('builds a SUCCESS CertRep the requester decrypts, and a FAILURE with failInfo', async () => {
     const msg = request()
     const message = decodePkiMessage(msg.der)
-    const success = buildCertRep(ca, message, { status: 'SUCCESS', certificate: signer.certificate, recipient: message.signerCertificate, cipher: CIPHERS['aes-256-cbc'] })
+    const success = await buildCertRep(ca, message, { status: 'SUCCESS', certificateDer: signer.certificate.raw, recipient: message.signerCertificate, cipher: CIPHERS['aes-256-cbc'] })
     const reply = readCertRep(success, { ca: ca.certificate, signer })
     expect(reply.status).toBe('SUCCESS')
     expect(reply.transactionId).toBe(msg.transactionId)
@@ -174,13 +174,13 @@ describe('round trip with our own requester side', () => {
     expect(reply.senderNonce.length).toBe(16)
     expect(reply.certificates.map((c) => c.fingerprint256)).toEqual([signer.certificate.fingerprint256])
 
-    const failure = readCertRep(buildCertRep(ca, message, { status: 'FAILURE', failInfo: 'badRequest' }), { ca: ca.certificate, signer })
+    const failure = readCertRep(await buildCertRep(ca, message, { status: 'FAILURE', failInfo: 'badRequest' }), { ca: ca.certificate, signer })
     expect(failure).toMatchObject({ status: 'FAILURE', failInfo: 'badRequest', certificates: [] })
   })
 
-  it('writes the SCEP attributes with RFC 8894 types, DER-sorted', () => {
+  it('writes the SCEP attributes with RFC 8894 types, DER-sorted', async () => {
     const message = decodePkiMessage(request().der)
-    const rep = buildCertRep(ca, message, { status: 'FAILURE', failInfo: 'badRequest' })
+    const rep = await buildCertRep(ca, message, { status: 'FAILURE', failInfo: 'badRequest' })
     const signerInfo = parseDer(rep).children[1]!.children[0]!.children.at(-1)!.children[0]!
     const attrs = signerInfo.children[3]!.children
     const encodings = attrs.map((a) => Buffer.from(a.src.subarray(a.start, a.end)))
@@ -197,8 +197,8 @@ describe('round trip with our own requester side', () => {
     expect(typeOf(OID.scepSenderNonce)).toBe(4)
   })
 
-  it('openssl verifies the CertRep signature', () => {
-    const rep = buildCertRep(ca, decodePkiMessage(request().der), { status: 'FAILURE', failInfo: 'badRequest' })
+  it('openssl verifies the CertRep signature', async () => {
+    const rep = await buildCertRep(ca, decodePkiMessage(request().der), { status: 'FAILURE', failInfo: 'badRequest' })
     ossl.file('certrep.der', rep)
     ossl.run(['cms', '-verify', '-inform', 'DER', '-in', 'certrep.der', '-noverify', '-binary', '-out', 'content.bin'])
     expect(ossl.read('content.bin').length).toBe(0)

@@ -5,7 +5,7 @@
  * failInfo and no envelope.
  */
 import { randomBytes, type X509Certificate } from 'node:crypto'
-import { signCms } from '../cms.js'
+import { signCmsAsync } from '../cms.js'
 import { der } from '../der.js'
 import type { Identity } from '../x509.js'
 import { OID } from '../oids.js'
@@ -20,10 +20,10 @@ export interface CertRepTarget {
 }
 
 export type CertRepResult =
-  | { status: 'SUCCESS'; certificate: X509Certificate; recipient: X509Certificate; cipher: ContentCipher }
+  | { status: 'SUCCESS'; certificateDer: Uint8Array; recipient: X509Certificate; cipher: ContentCipher }
   | { status: 'FAILURE'; failInfo: FailInfoName }
 
-export function buildCertRep(ca: Identity, request: CertRepTarget, result: CertRepResult): Buffer {
+export async function buildCertRep(ca: Identity, request: CertRepTarget, result: CertRepResult): Promise<Buffer> {
   const attrs: { oid: string; values: Uint8Array[] }[] = [
     { oid: OID.scepMessageType, values: [der.printable(MessageType.CertRep)] },
     { oid: OID.scepTransactionId, values: [der.printable(request.transactionId)] },
@@ -33,23 +33,23 @@ export function buildCertRep(ca: Identity, request: CertRepTarget, result: CertR
   let content: Buffer
   if (result.status === 'SUCCESS') {
     attrs.push({ oid: OID.scepPkiStatus, values: [der.printable(PkiStatus.SUCCESS)] })
-    content = sealEnvelope(degenerateCertificates([result.certificate]), result.recipient, result.cipher)
+    content = sealEnvelope(degenerateCertificates([result.certificateDer]), result.recipient, result.cipher)
   } else {
     attrs.push({ oid: OID.scepPkiStatus, values: [der.printable(PkiStatus.FAILURE)] })
     attrs.push({ oid: OID.scepFailInfo, values: [der.printable(FailInfo[result.failInfo])] })
     // An empty id-data content, as micromdm's server sends: clients expect eContent to be present.
     content = Buffer.alloc(0)
   }
-  return signCms({ content, certificate: ca.certificate, privateKey: ca.privateKey, extraCertificates: ca.chain, digest: 'sha256', signedAttributes: attrs })
+  return signCmsAsync({ content, certificate: ca.certificate, privateKey: ca.privateKey, extraCertificates: ca.chain, digest: 'sha256', signedAttributes: attrs })
 }
 
-/** A certificates-only SignedData ("degenerate", RFC 8894 section 3.4): no content, no signers. */
-export function degenerateCertificates(certificates: X509Certificate[]): Buffer {
+/** A certificates-only SignedData ("degenerate", RFC 8894 section 3.4) from certificate DERs. */
+export function degenerateCertificates(certificates: Uint8Array[]): Buffer {
   const signedData = der.sequence(
     der.integer(1),
     der.set(),
     der.sequence(der.oid(OID.data)),
-    der.implicit(0, true, Buffer.concat(certificates.map((c) => c.raw))),
+    der.implicit(0, true, Buffer.concat(certificates)),
     der.set(),
   )
   return der.sequence(der.oid(OID.signedData), der.explicit(0, signedData))
