@@ -44,7 +44,7 @@ export interface SignedAttribute {
 export interface SignerInfo {
   version: number
   /** IssuerAndSerialNumber, or a subjectKeyIdentifier. */
-  sid: { issuerDer: Buffer; serialHex: string } | { subjectKeyIdentifier: Buffer }
+  sid: CertificateIdentifier
   digest: DigestName
   /** The DER the signature covers when signed attributes are present (re-tagged as SET OF). */
   signedAttributesDer?: Buffer
@@ -114,16 +114,7 @@ function readSignerInfo(node: Asn1Node): SignerInfo {
   expectUniversal(node, Tag.SEQUENCE, 'SignerInfo')
   let i = 0
   const version = integerOf(child(node, i++, 'SignerInfo version'))
-  const sidNode = child(node, i++, 'SignerInfo sid')
-  let sid: SignerInfo['sid']
-  if (isUniversal(sidNode, Tag.SEQUENCE)) {
-    const issuer = expectUniversal(child(sidNode, 0, 'IssuerAndSerialNumber'), Tag.SEQUENCE, 'issuer')
-    sid = { issuerDer: toDefiniteLength(issuer), serialHex: integerHexOf(child(sidNode, 1, 'IssuerAndSerialNumber')) }
-  } else if (isContext(sidNode, 0)) {
-    sid = { subjectKeyIdentifier: octetsOf(sidNode) }
-  } else {
-    throw new CmsError('unknown SignerIdentifier')
-  }
+  const sid = readCertificateIdentifier(child(node, i++, 'SignerInfo sid'), 'SignerIdentifier')
   const digestOid = oidOf(child(child(node, i++, 'SignerInfo digestAlgorithm'), 0, 'AlgorithmIdentifier'))
   const digest = DIGEST_BY_OID[digestOid]
   if (!digest) throw new CmsError(`unsupported digest algorithm ${digestOid}`)
@@ -156,6 +147,28 @@ export function signedAttributeValue(signer: SignerInfo, oid: string): Asn1Node 
   return attr.values[0]
 }
 
+/**
+ * SignerIdentifier and RecipientIdentifier (RFC 5652 sections 5.3 and 6.2.1): a certificate named by
+ * issuer and serial number, or by [0] subjectKeyIdentifier.
+ */
+export type CertificateIdentifier = { issuerDer: Buffer; serialHex: string } | { subjectKeyIdentifier: Buffer }
+
+export function readCertificateIdentifier(node: Asn1Node, what: string): CertificateIdentifier {
+  if (isUniversal(node, Tag.SEQUENCE)) {
+    const issuer = expectUniversal(child(node, 0, 'IssuerAndSerialNumber'), Tag.SEQUENCE, 'issuer')
+    return { issuerDer: toDefiniteLength(issuer), serialHex: integerHexOf(child(node, 1, 'IssuerAndSerialNumber')) }
+  }
+  if (isContext(node, 0)) return { subjectKeyIdentifier: octetsOf(node) }
+  throw new CmsError(`unknown ${what}`)
+}
+
+/** Whether `id` names the certificate with these parts. */
+export function identifiesCertificate(id: CertificateIdentifier, parts: CertificateParts): boolean {
+  if ('serialHex' in id) return parts.serialHex === id.serialHex && parts.issuerDer.equals(id.issuerDer)
+  const ski = parts.extensions.get('2.5.29.14')
+  return Boolean(ski && skiOrUndefined(ski.value)?.equals(id.subjectKeyIdentifier))
+}
+
 /** Finds the certificate the SignerInfo names among `certificates`. */
 export function signerCertificate(signer: SignerInfo, certificates: X509Certificate[]): X509Certificate | undefined {
   for (const cert of certificates) {
@@ -165,12 +178,7 @@ export function signerCertificate(signer: SignerInfo, certificates: X509Certific
     } catch (err) {
       throw new CmsError(`unreadable certificate in CMS: ${(err as Error).message}`, { cause: err })
     }
-    if ('serialHex' in signer.sid) {
-      if (parts.serialHex === signer.sid.serialHex && parts.issuerDer.equals(signer.sid.issuerDer)) return cert
-    } else {
-      const ski = parts.extensions.get('2.5.29.14')
-      if (ski && skiOrUndefined(ski.value)?.equals(signer.sid.subjectKeyIdentifier)) return cert
-    }
+    if (identifiesCertificate(signer.sid, parts)) return cert
   }
   return undefined
 }
