@@ -5,7 +5,8 @@
  */
 import type { KeyObject, X509Certificate } from 'node:crypto'
 import { certificateParts, type CertificateParts } from '../certificate.js'
-import { Asn1Error, child, der, expectUniversal, integerHexOf, isContext, isUniversal, octetsOf, oidOf, parseDer, Tag, toDefiniteLength, type Asn1Node } from '../der.js'
+import { identifiesCertificate, readCertificateIdentifier, type CertificateIdentifier } from '../cms.js'
+import { Asn1Error, child, der, expectUniversal, isContext, isUniversal, octetsOf, oidOf, parseDer, Tag, type Asn1Node } from '../der.js'
 import { OID } from '../oids.js'
 import { cipherByOid, decryptContent, encryptContent, type ContentCipher } from './ciphers.js'
 import { unwrapRsaKey, wrapRsaKey } from './key-transport.js'
@@ -26,7 +27,7 @@ export interface OpenedEnvelope {
 }
 
 interface KeyTransRecipient {
-  rid: { issuerDer: Buffer; serialHex: string } | { subjectKeyIdentifier: Buffer }
+  rid: CertificateIdentifier
   keyEncryptionAlgorithm: string
   encryptedKey: Buffer
 }
@@ -53,9 +54,7 @@ export function openEnvelope(input: Uint8Array, recipient: Recipient): OpenedEnv
     throw new ScepRequestError('badMessageCheck', `malformed EnvelopedData: ${(err as Error).message}`, { cause: err })
   }
   const ours = partsOf(recipient.certificate)
-  const match = parsed.recipients.find((r) =>
-    'serialHex' in r.rid ? r.rid.serialHex === ours.serialHex && r.rid.issuerDer.equals(ours.issuerDer) : r.rid.subjectKeyIdentifier.equals(skiOf(ours)),
-  )
+  const match = parsed.recipients.find((r) => identifiesCertificate(r.rid, ours))
   if (!match) throw new ScepRequestError('badMessageCheck', 'the envelope is not encrypted to this CA certificate')
   if (match.keyEncryptionAlgorithm !== OID.rsaEncryption) {
     throw new ScepRequestError('badAlg', `unsupported key encryption algorithm ${match.keyEncryptionAlgorithm}`)
@@ -105,19 +104,10 @@ function parseEnvelope(root: Asn1Node): ParsedEnvelope {
 }
 
 function parseKeyTrans(ri: Asn1Node): KeyTransRecipient {
-  const rid = child(ri, 1, 'KeyTransRecipientInfo rid')
-  let parsedRid: KeyTransRecipient['rid']
-  if (isUniversal(rid, Tag.SEQUENCE)) {
-    const issuer = expectUniversal(child(rid, 0, 'IssuerAndSerialNumber'), Tag.SEQUENCE, 'issuer')
-    parsedRid = { issuerDer: toDefiniteLength(issuer), serialHex: integerHexOf(child(rid, 1, 'IssuerAndSerialNumber')) }
-  } else if (isContext(rid, 0)) {
-    parsedRid = { subjectKeyIdentifier: octetsOf(rid) }
-  } else {
-    throw new Asn1Error('unknown RecipientIdentifier')
-  }
+  const rid = readCertificateIdentifier(child(ri, 1, 'KeyTransRecipientInfo'), 'RecipientIdentifier')
   const alg = expectUniversal(child(ri, 2, 'keyEncryptionAlgorithm'), Tag.SEQUENCE, 'AlgorithmIdentifier')
   const encryptedKey = octetsOf(expectUniversal(child(ri, 3, 'encryptedKey'), Tag.OCTET_STRING, 'encryptedKey'))
-  return { rid: parsedRid, keyEncryptionAlgorithm: oidOf(child(alg, 0, 'AlgorithmIdentifier')), encryptedKey }
+  return { rid, keyEncryptionAlgorithm: oidOf(child(alg, 0, 'AlgorithmIdentifier')), encryptedKey }
 }
 
 const partsCache = new WeakMap<X509Certificate, CertificateParts>()
@@ -130,11 +120,6 @@ function partsOf(cert: X509Certificate): CertificateParts {
     partsCache.set(cert, parts)
   }
   return parts
-}
-
-function skiOf(parts: CertificateParts): Buffer {
-  const ext = parts.extensions.get('2.5.29.14')
-  return ext ? octetsOf(parseDer(ext.value)) : Buffer.alloc(0)
 }
 
 /**
