@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
 import { buildTestApp, testConfig, type TestApp } from '../helpers/app.js'
-import { createTestDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
-import { startTcpProxy } from '../helpers/tcp-proxy.js'
+import { createProxiedTestDatabase, createTestDatabase, hasPostgres } from '../helpers/database.js'
 
 const open: TestApp[] = []
 afterEach(async () => {
@@ -135,14 +134,9 @@ describe('key material and the default team', () => {
 // Cutting the database connection needs a Postgres server behind a proxy; PGlite runs in-process.
 describe.runIf(hasPostgres)('database outage', () => {
   it('answers 503 while the database is unreachable and recovers without a restart', async () => {
-    const database = await createTestDatabase()
-    const target = new URL(TEST_DATABASE_URL!)
-    const proxy = await startTcpProxy({ host: target.hostname || '127.0.0.1', port: Number(target.port || 5432) })
-    const viaProxy = new URL(database.url!)
-    viaProxy.hostname = '127.0.0.1'
-    viaProxy.port = String(proxy.port)
+    const { database, proxy, drop } = await createProxiedTestDatabase()
     try {
-      const t = await testApp({ database: { ...database, options: { kind: 'postgres', url: viaProxy.toString(), poolMax: 3, statementTimeoutMs: 2000, connectTimeoutMs: 1000 } } })
+      const t = await testApp({ database })
       t.app.get('/test-teams', async () => ({ count: await t.app.db.prisma.team.count() }))
       expect((await t.app.inject('/test-teams')).statusCode).toBe(200)
 
@@ -159,8 +153,7 @@ describe.runIf(hasPostgres)('database outage', () => {
       expect(up.json()).toEqual({ count: 1 })
     } finally {
       while (open.length) await open.pop()!.close()
-      await proxy.close()
-      await database.drop()
+      await drop()
     }
   })
 })

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { PGlite } from '@electric-sql/pglite'
 import pg from 'pg'
 import type { DatabaseOptions } from '../../src/storage/database.js'
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js'
 
 export interface TestDatabase {
   kind: 'postgres' | 'pglite'
@@ -43,5 +44,26 @@ async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
     return await fn(client)
   } finally {
     await client.end()
+  }
+}
+
+/**
+ * A fresh Postgres test database reached through a TCP proxy the test can cut and restore (outage
+ * tests; Postgres only). Give `database` to buildTestApp; `drop()` stops the proxy and drops it.
+ */
+export async function createProxiedTestDatabase(): Promise<{ database: TestDatabase; proxy: TcpProxy; drop(): Promise<void> }> {
+  const database = await createTestDatabase()
+  const target = new URL(TEST_DATABASE_URL!)
+  const proxy = await startTcpProxy({ host: target.hostname || '127.0.0.1', port: Number(target.port || 5432) })
+  const viaProxy = new URL(database.url!)
+  viaProxy.hostname = '127.0.0.1'
+  viaProxy.port = String(proxy.port)
+  return {
+    database: { ...database, options: { kind: 'postgres', url: viaProxy.toString(), poolMax: 3, statementTimeoutMs: 2000, connectTimeoutMs: 1000 } },
+    proxy,
+    async drop() {
+      await proxy.close()
+      await database.drop()
+    },
   }
 }

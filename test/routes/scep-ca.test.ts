@@ -8,9 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseSignedData } from '../../src/pki/cms.js'
 import { CertificateSigner, createSelfSigned, generateRsaKeyPair } from '../../src/pki/x509.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
+import { createProxiedTestDatabase, hasPostgres } from '../helpers/database.js'
 import { certRep, createEnrollment, issuedCertificate, postPkiOperation, SCEP_PATH, scepRequest } from '../helpers/scep.js'
-import { startTcpProxy } from '../helpers/tcp-proxy.js'
 
 const run = promisify(execFile)
 
@@ -74,15 +73,10 @@ describe('an administrator-supplied CA with an intermediate', () => {
 // Cutting the database needs a Postgres server behind a proxy; PGlite runs in-process.
 describe.runIf(hasPostgres)('database outage during PKIOperation', () => {
   it('answers 503 (never a FAILURE that would make the device give up), keeps the challenge, and recovers', async () => {
-    const database = await createTestDatabase()
-    const target = new URL(TEST_DATABASE_URL!)
-    const proxy = await startTcpProxy({ host: target.hostname || '127.0.0.1', port: Number(target.port || 5432) })
-    const viaProxy = new URL(database.url!)
-    viaProxy.hostname = '127.0.0.1'
-    viaProxy.port = String(proxy.port)
+    const { database, proxy, drop } = await createProxiedTestDatabase()
     let t: TestApp | undefined
     try {
-      t = await buildTestApp({ database: { ...database, options: { kind: 'postgres', url: viaProxy.toString(), poolMax: 3, statementTimeoutMs: 2000, connectTimeoutMs: 1000 } } })
+      t = await buildTestApp({ database })
       const e = await createEnrollment(t.app)
       const { id, challenge } = await e.challenge()
       const req = scepRequest(t.app, { challenge })
@@ -100,8 +94,7 @@ describe.runIf(hasPostgres)('database outage during PKIOperation', () => {
       expect((await t.app.db.prisma.scepChallenge.findUniqueOrThrow({ where: { id } })).usedAt).not.toBeNull()
     } finally {
       await t?.close()
-      await proxy.close()
-      await database.drop()
+      await drop()
     }
   })
 })
