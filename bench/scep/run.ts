@@ -171,11 +171,11 @@ async function main() {
   console.log(`SCEP PKIOperation: ${REQUESTS} requests x ${ROUNDS} rounds, ${CONNECTIONS} connections, ${CIPHER}, RSA-2048 CA and device keys`)
   console.log(`machine: ${cpus().length} CPUs, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
   const rows: Measurement[] = []
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let r = 0; r < ROUNDS; r++) {
     // Fresh servers each round: scepserver's file depot slows down as it fills (it scans index.txt).
     // Alternate who goes first, so neither always runs on a warmer or cooler machine.
-    const order = (round % 2 === 0 ? ['ours', 'go'] : ['go', 'ours']).filter((s) => SERVERS.includes(s))
-    for (const which of order) rows.push(which === 'ours' ? await roundOurs() : await roundGo())
+    const order = (r % 2 === 0 ? ['ours', 'go'] : ['go', 'ours']).filter((s) => SERVERS.includes(s))
+    for (const which of order) rows.push(which === 'ours' ? await round(() => startOurs(ADMIN_URL), measureOurs) : await round(() => startGo(GO_CHALLENGE), measureGo))
   }
   console.log(table(rows))
   console.log(`load average after: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
@@ -188,23 +188,13 @@ async function main() {
   }
 }
 
-async function roundOurs(): Promise<Measurement> {
-  const server = await startOurs(ADMIN_URL)
+/** One round for one server: start it afresh, warm it up, measure, stop it. */
+async function round<S extends RunningServer>(start: () => Promise<S>, measure: (server: S, ca: X509Certificate, count: number) => Promise<Measurement>) {
+  const server = await start()
   try {
     const ca = await caCertificate(server.url)
-    await measureOurs(server, ca, WARMUP)
-    return await measureOurs(server, ca, REQUESTS)
-  } finally {
-    await server.stop()
-  }
-}
-
-async function roundGo(): Promise<Measurement> {
-  const server = await startGo(GO_CHALLENGE)
-  try {
-    const ca = await caCertificate(server.url)
-    await measureGo(server, ca, WARMUP)
-    return await measureGo(server, ca, REQUESTS)
+    await measure(server, ca, WARMUP)
+    return await measure(server, ca, REQUESTS)
   } finally {
     await server.stop()
   }
