@@ -3,9 +3,10 @@
  * bounded reader, self-signature checked with node:crypto. Nothing from the CSR except its public key and
  * challengePassword is used for issuance; the subject is read only for logs and tests.
  */
-import { createPublicKey, verify as cryptoVerify, constants, type KeyObject } from 'node:crypto'
+import { verify as cryptoVerify, constants, type KeyObject } from 'node:crypto'
 import { child, contentOf, expectUniversal, isContext, oidOf, parseDer, rawOf, stringOf, Tag, type Asn1Node } from '../der.js'
 import { OID, SIGNATURE_ALGORITHMS } from '../oids.js'
+import { publicKeyFromSpki } from '../public-key.js'
 import { ScepRequestError } from './types.js'
 
 const CSR_LIMITS = { maxDepth: 16, maxNodes: 2_000 }
@@ -52,7 +53,7 @@ export function parseCertificationRequest(input: Uint8Array): CertificationReque
     throw new ScepRequestError('badMessageCheck', `malformed CSR: ${(err as Error).message}`, { cause: err })
   }
   try {
-    publicKey = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' })
+    publicKey = publicKeyFromSpki(spkiDer)
   } catch (err) {
     throw new ScepRequestError('badMessageCheck', `the CSR public key cannot be read: ${(err as Error).message}`, { cause: err })
   }
