@@ -72,9 +72,12 @@ export default async function scepRoutes(appBase: FastifyInstance) {
 
 function decodeMessageParameter(message: string | undefined): Buffer {
   if (!message) throw new BadRequestError('PKIOperation by GET needs a message parameter')
+  // A client that did not percent-encode '+' has it turned into a space by the query parser; base64
+  // has no spaces, so put it back.
+  const text = message.replace(/ /g, '+')
   // Buffer.from(..., 'base64') skips characters it does not know; check the alphabet first.
-  if (!BASE64.test(message)) throw new BadRequestError('the message parameter is not base64')
-  return Buffer.from(message, 'base64')
+  if (!BASE64.test(text)) throw new BadRequestError('the message parameter is not base64')
+  return Buffer.from(text, 'base64')
 }
 
 function unknownOperation(operation: string): BadRequestError {
