@@ -26,6 +26,7 @@ const query = z.object({
 
 export default async function scepRoutes(appBase: FastifyInstance) {
   const app = appBase.withTypeProvider<ZodTypeProvider>()
+  // The path of the URL enrollment profiles carry (SERVER_URL may have a path prefix).
   const path = new URL(app.urls.scep).pathname
 
   // The body is opaque DER whatever the client calls it (scepclient says application/octet-stream,
