@@ -4,13 +4,13 @@
  * degenerate certificates-only SignedData holding the issued certificate (section 3.4). FAILURE carries a
  * failInfo and no envelope.
  */
-import { randomBytes, type X509Certificate } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { signCmsAsync } from '../cms.js'
 import { der } from '../der.js'
 import type { Identity } from '../x509.js'
 import { OID } from '../oids.js'
 import type { ContentCipher } from './ciphers.js'
-import { sealEnvelope } from './envelope.js'
+import { sealEnvelope, type RecipientCertificate } from './envelope.js'
 import { FailInfo, MessageType, PkiStatus, type FailInfoName } from './types.js'
 
 /** What a CertRep answers: the request's transactionID and senderNonce. */
@@ -20,7 +20,7 @@ export interface CertRepTarget {
 }
 
 export type CertRepResult =
-  | { status: 'SUCCESS'; certificateDer: Uint8Array; recipient: X509Certificate; cipher: ContentCipher }
+  | { status: 'SUCCESS'; certificateDer: Uint8Array; recipient: RecipientCertificate; cipher: ContentCipher }
   | { status: 'FAILURE'; failInfo: FailInfoName }
 
 export async function buildCertRep(ca: Identity, request: CertRepTarget, result: CertRepResult): Promise<Buffer> {

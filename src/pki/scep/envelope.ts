@@ -20,6 +20,13 @@ export interface Recipient {
   privateKey: KeyObject
 }
 
+/** What sealing needs of a certificate: an X509Certificate, or one read by hand with its parts. */
+export interface RecipientCertificate {
+  raw: Buffer
+  publicKey: KeyObject
+  parts?: CertificateParts
+}
+
 export interface OpenedEnvelope {
   content: Buffer
   /** What the sender encrypted with, so the reply can use something the sender reads. */
@@ -110,10 +117,11 @@ function parseKeyTrans(ri: Asn1Node): KeyTransRecipient {
   return { rid, keyEncryptionAlgorithm: oidOf(child(alg, 0, 'AlgorithmIdentifier')), encryptedKey }
 }
 
-const partsCache = new WeakMap<X509Certificate, CertificateParts>()
+const partsCache = new WeakMap<RecipientCertificate, CertificateParts>()
 
 /** Certificates on this path are the CA's and the requester's: parsed once per object. */
-function partsOf(cert: X509Certificate): CertificateParts {
+function partsOf(cert: RecipientCertificate): CertificateParts {
+  if (cert.parts) return cert.parts
   let parts = partsCache.get(cert)
   if (!parts) {
     parts = certificateParts(cert.raw)
@@ -126,7 +134,7 @@ function partsOf(cert: X509Certificate): CertificateParts {
  * Envelopes `content` to `recipient` (an RSA certificate) with a fresh key for `cipher`. The recipient is
  * named by issuer and serial number, as RFC 8894 section 3.2.2 expects.
  */
-export function sealEnvelope(content: Uint8Array, recipient: X509Certificate, cipher: ContentCipher): Buffer {
+export function sealEnvelope(content: Uint8Array, recipient: RecipientCertificate, cipher: ContentCipher): Buffer {
   const publicKey = recipient.publicKey
   if (publicKey.asymmetricKeyType !== 'rsa') {
     throw new ScepRequestError('badAlg', `cannot encrypt to a ${publicKey.asymmetricKeyType} key: only RSA key transport is supported`)
