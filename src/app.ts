@@ -17,6 +17,7 @@ import enrollmentRoutes from './routes/enroll/index.js'
 import healthRoutes from './routes/health/index.js'
 import oauth2Routes from './routes/oauth2/index.js'
 import ssoRoutes from './routes/sso/index.js'
+import scepRoutes from './routes/scep/index.js'
 import { openDatabase, type Database, type DatabaseOptions } from './storage/database.js'
 import { migrate, readMigrations, type Migration } from './storage/migrate.js'
 import { createServices, type Services } from './services/index.js'
@@ -112,5 +113,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   await app.register(oauth2Routes)
   await app.register(enrollmentRoutes)
   await app.register(ssoRoutes)
+  await app.register(scepRoutes)
   return app
 }

@@ -82,6 +82,7 @@ const envSchema = z.object({
   ENROLLMENT_WINDOW: duration.default(3600),
   SCEP_CA_CERT: pemOrPath.optional(),
   SCEP_CA_KEY: pemOrPath.optional(),
+  SCEP_CERT_VALIDITY_DAYS: int(1, 3650).default(365),
   PROFILE_SIGNING_CERT: pemOrPath.optional(),
   PROFILE_SIGNING_KEY: pemOrPath.optional(),
   PROFILE_SIGNING_CHAIN: pemOrPath.optional(),
@@ -219,6 +220,8 @@ export interface Config {
     /** Where AssignedManagedAppleID comes from (services/profiles.ts assignedManagedAppleId). */
     managedAppleIdSource: 'auto' | 'email' | 'user-identifier'
   }
+  /** Validity of the device identity certificates the SCEP CA issues, in days. */
+  scepCertValidityDays: number
   /** Key material supplied by the admin; absent parts are generated and stored encrypted. */
   keys: {
     scepCa?: PemIdentity
@@ -299,6 +302,7 @@ export function loadConfig(env: Environment = process.env): Config {
       modelFamilies: parseModelFamilies(e.ENROLL_MODEL_FAMILIES),
       managedAppleIdSource: e.MANAGED_APPLE_ID_SOURCE,
     },
+    scepCertValidityDays: e.SCEP_CERT_VALIDITY_DAYS,
     keys: {
       scepCa: readIdentity(env, 'SCEP_CA_CERT', 'SCEP_CA_KEY'),
       profileSigner: readIdentity(env, 'PROFILE_SIGNING_CERT', 'PROFILE_SIGNING_KEY', 'PROFILE_SIGNING_CHAIN'),

@@ -7,7 +7,8 @@
  * decision, made with `signerCertificate` and its own policy.
  */
 import { createHash, sign as cryptoSign, verify as cryptoVerify, constants, type KeyObject, type X509Certificate } from 'node:crypto'
-import { certificateParts, parseCertificate } from './certificate.js'
+import { promisify } from 'node:util'
+import { certificateParts, parseCertificate, type CertificateParts } from './certificate.js'
 import {
   Asn1Error,
   child,
@@ -43,7 +44,7 @@ export interface SignedAttribute {
 export interface SignerInfo {
   version: number
   /** IssuerAndSerialNumber, or a subjectKeyIdentifier. */
-  sid: { issuerDer: Buffer; serialHex: string } | { subjectKeyIdentifier: Buffer }
+  sid: CertificateIdentifier
   digest: DigestName
   /** The DER the signature covers when signed attributes are present (re-tagged as SET OF). */
   signedAttributesDer?: Buffer
@@ -57,17 +58,28 @@ export interface SignedData {
   contentType: string
   /** The encapsulated content; undefined for a detached signature. */
   content?: Buffer
+  /** The carried certificates; empty when parsed with `parseCertificates: false`. */
   certificates: X509Certificate[]
+  /** The carried certificates as DER, in the same order (always filled). */
+  certificateDers: Buffer[]
   signers: SignerInfo[]
+}
+
+export interface SignedDataOptions {
+  /**
+   * false: leave `certificates` empty, for a caller that finds and reads the certificate it needs in
+   * `certificateDers` itself. OpenSSL's certificate parse (X509Certificate) costs 0.1-0.3 ms each.
+   */
+  parseCertificates?: boolean
 }
 
 /** Limits for untrusted CMS: certificates nest about 10 deep, so 32 leaves room and stops abuse. */
 const CMS_LIMITS: ParseLimits = { maxDepth: 32, maxNodes: 20_000 }
 
 /** Parses a ContentInfo holding SignedData. Throws CmsError on anything malformed. */
-export function parseSignedData(input: Uint8Array, limits: ParseLimits = CMS_LIMITS): SignedData {
+export function parseSignedData(input: Uint8Array, limits: ParseLimits = CMS_LIMITS, options: SignedDataOptions = {}): SignedData {
   try {
-    return readSignedData(parseDer(input, limits))
+    return readSignedData(parseDer(input, limits), options.parseCertificates ?? true)
   } catch (err) {
     if (err instanceof CmsError) throw err
     if (err instanceof Asn1Error) throw new CmsError(`malformed CMS: ${err.message}`, { cause: err })
@@ -75,7 +87,7 @@ export function parseSignedData(input: Uint8Array, limits: ParseLimits = CMS_LIM
   }
 }
 
-function readSignedData(root: Asn1Node): SignedData {
+function readSignedData(root: Asn1Node, parseCertificates: boolean): SignedData {
   expectUniversal(root, Tag.SEQUENCE, 'ContentInfo')
   if (oidOf(child(root, 0, 'ContentInfo')) !== OID.signedData) throw new CmsError('not a CMS SignedData')
   const wrapper = child(root, 1, 'ContentInfo')
@@ -93,36 +105,28 @@ function readSignedData(root: Asn1Node): SignedData {
     content = octetsOf(expectUniversal(child(encap.children[1], 0, 'eContent'), Tag.OCTET_STRING, 'eContent'))
   }
 
-  const certificates: X509Certificate[] = []
+  const certificateDers: Buffer[] = []
   let next = sd.children[i]
   if (next && isContext(next, 0)) {
     for (const c of next.children) {
       // Only plain certificates (SEQUENCE); other CertificateChoices are ignored.
-      if (isUniversal(c, Tag.SEQUENCE)) certificates.push(parseCertificate(toDefiniteLength(c)))
+      if (isUniversal(c, Tag.SEQUENCE)) certificateDers.push(toDefiniteLength(c))
     }
     next = sd.children[++i]
   }
+  const certificates = parseCertificates ? certificateDers.map((d) => parseCertificate(d)) : []
   if (next && isContext(next, 1)) next = sd.children[++i] // CRLs: not used
   const signerSet = expectUniversal(next, Tag.SET, 'signerInfos')
   if (sd.children.length > i + 1) throw new CmsError('unexpected elements after signerInfos')
   const signers = signerSet.children.map(readSignerInfo)
-  return { contentType, content, certificates, signers }
+  return { contentType, content, certificates, certificateDers, signers }
 }
 
 function readSignerInfo(node: Asn1Node): SignerInfo {
   expectUniversal(node, Tag.SEQUENCE, 'SignerInfo')
   let i = 0
   const version = integerOf(child(node, i++, 'SignerInfo version'))
-  const sidNode = child(node, i++, 'SignerInfo sid')
-  let sid: SignerInfo['sid']
-  if (isUniversal(sidNode, Tag.SEQUENCE)) {
-    const issuer = expectUniversal(child(sidNode, 0, 'IssuerAndSerialNumber'), Tag.SEQUENCE, 'issuer')
-    sid = { issuerDer: toDefiniteLength(issuer), serialHex: integerHexOf(child(sidNode, 1, 'IssuerAndSerialNumber')) }
-  } else if (isContext(sidNode, 0)) {
-    sid = { subjectKeyIdentifier: octetsOf(sidNode) }
-  } else {
-    throw new CmsError('unknown SignerIdentifier')
-  }
+  const sid = readCertificateIdentifier(child(node, i++, 'SignerInfo sid'), 'SignerIdentifier')
   const digestOid = oidOf(child(child(node, i++, 'SignerInfo digestAlgorithm'), 0, 'AlgorithmIdentifier'))
   const digest = DIGEST_BY_OID[digestOid]
   if (!digest) throw new CmsError(`unsupported digest algorithm ${digestOid}`)
@@ -155,6 +159,28 @@ export function signedAttributeValue(signer: SignerInfo, oid: string): Asn1Node 
   return attr.values[0]
 }
 
+/**
+ * SignerIdentifier and RecipientIdentifier (RFC 5652 sections 5.3 and 6.2.1): a certificate named by
+ * issuer and serial number, or by [0] subjectKeyIdentifier.
+ */
+export type CertificateIdentifier = { issuerDer: Buffer; serialHex: string } | { subjectKeyIdentifier: Buffer }
+
+export function readCertificateIdentifier(node: Asn1Node, what: string): CertificateIdentifier {
+  if (isUniversal(node, Tag.SEQUENCE)) {
+    const issuer = expectUniversal(child(node, 0, 'IssuerAndSerialNumber'), Tag.SEQUENCE, 'issuer')
+    return { issuerDer: toDefiniteLength(issuer), serialHex: integerHexOf(child(node, 1, 'IssuerAndSerialNumber')) }
+  }
+  if (isContext(node, 0)) return { subjectKeyIdentifier: octetsOf(node) }
+  throw new CmsError(`unknown ${what}`)
+}
+
+/** Whether `id` names the certificate with these parts. */
+export function identifiesCertificate(id: CertificateIdentifier, parts: CertificateParts): boolean {
+  if ('serialHex' in id) return parts.serialHex === id.serialHex && parts.issuerDer.equals(id.issuerDer)
+  const ski = parts.extensions.get('2.5.29.14')
+  return Boolean(ski && skiOrUndefined(ski.value)?.equals(id.subjectKeyIdentifier))
+}
+
 /** Finds the certificate the SignerInfo names among `certificates`. */
 export function signerCertificate(signer: SignerInfo, certificates: X509Certificate[]): X509Certificate | undefined {
   for (const cert of certificates) {
@@ -164,12 +190,7 @@ export function signerCertificate(signer: SignerInfo, certificates: X509Certific
     } catch (err) {
       throw new CmsError(`unreadable certificate in CMS: ${(err as Error).message}`, { cause: err })
     }
-    if ('serialHex' in signer.sid) {
-      if (parts.serialHex === signer.sid.serialHex && parts.issuerDer.equals(signer.sid.issuerDer)) return cert
-    } else {
-      const ski = parts.extensions.get('2.5.29.14')
-      if (ski && octetsOf(parseDer(ski.value)).equals(signer.sid.subjectKeyIdentifier)) return cert
-    }
+    if (identifiesCertificate(signer.sid, parts)) return cert
   }
   return undefined
 }
@@ -213,6 +234,15 @@ function attributeValue<T>(name: string, read: () => T): T {
   } catch (err) {
     if (err instanceof Asn1Error) throw new CmsError(`malformed ${name} attribute: ${err.message}`, { cause: err })
     throw err
+  }
+}
+
+/** A certificate's subjectKeyIdentifier; undefined when the extension cannot be read. */
+function skiOrUndefined(extensionValue: Buffer): Buffer | undefined {
+  try {
+    return octetsOf(parseDer(extensionValue))
+  } catch {
+    return undefined
   }
 }
 
@@ -267,9 +297,32 @@ export interface SignOptions {
 
 /** Produces a DER ContentInfo with SignedData, one signer, DER-sorted signed attributes. */
 export function signCms(options: SignOptions): Buffer {
+  const p = prepareSignature(options)
+  return p.finish(cryptoSign(p.digest, p.signedAttributes, p.key))
+}
+
+/**
+ * `signCms` with the private-key operation in libuv's thread pool instead of on the event loop: for
+ * signing on every request (SCEP CertRep), where a synchronous RSA signature would stall all others.
+ */
+export async function signCmsAsync(options: SignOptions): Promise<Buffer> {
+  const p = prepareSignature(options)
+  return p.finish(await signAsync(p.digest, p.signedAttributes, p.key))
+}
+
+const signAsync = promisify(cryptoSign)
+
+const signerParts = new WeakMap<X509Certificate, CertificateParts>()
+
+function prepareSignature(options: SignOptions) {
   const digest = options.digest ?? 'sha256'
   const contentType = options.contentType ?? OID.data
-  const parts = certificateParts(options.certificate.raw)
+  // A server signs with the same certificate object over and over: parse it once.
+  let parts = signerParts.get(options.certificate)
+  if (!parts) {
+    parts = certificateParts(options.certificate.raw)
+    signerParts.set(options.certificate, parts)
+  }
   const attribute = (oid: string, values: Uint8Array[]) => der.sequence(der.oid(oid), der.setOf(values))
   const attributes = [
     attribute(OID.contentType, [der.oid(contentType)]),
@@ -279,33 +332,35 @@ export function signCms(options: SignOptions): Buffer {
   ]
   // DER SET OF: sorted by encoding. Some SCEP clients re-encode before verifying, so this matters.
   const sorted = [...attributes].sort((a, b) => Buffer.compare(a, b))
-  const attributesSet = der.set(...sorted)
   const keyType = options.privateKey.asymmetricKeyType
-  const signature =
+  const key =
     keyType === 'rsa'
-      ? cryptoSign(digest, attributesSet, { key: options.privateKey, padding: constants.RSA_PKCS1_PADDING })
-      : cryptoSign(digest, attributesSet, { key: options.privateKey, dsaEncoding: 'der' })
-  const signatureAlgorithm =
-    keyType === 'rsa' ? der.sequence(der.oid(OID.rsaEncryption), der.null()) : der.sequence(der.oid(ecdsaOid(digest)))
-  const digestAlgorithm = der.sequence(der.oid(DIGEST_OID[digest]), der.null())
-  const signerInfo = der.sequence(
-    der.integer(1),
-    der.sequence(parts.issuerDer, der.integer(parts.serialHex)),
-    digestAlgorithm,
-    // [0] IMPLICIT SET OF Attribute: same content, context tag.
-    der.implicit(0, true, Buffer.concat(sorted)),
-    signatureAlgorithm,
-    der.octetString(signature),
-  )
-  const certs = [options.certificate, ...(options.extraCertificates ?? [])]
-  const signedData = der.sequence(
-    der.integer(1),
-    der.set(digestAlgorithm),
-    der.sequence(der.oid(contentType), ...(options.detached ? [] : [der.explicit(0, der.octetString(options.content))])),
-    der.implicit(0, true, Buffer.concat(certs.map((c) => c.raw))),
-    der.set(signerInfo),
-  )
-  return der.sequence(der.oid(OID.signedData), der.explicit(0, signedData))
+      ? { key: options.privateKey, padding: constants.RSA_PKCS1_PADDING }
+      : { key: options.privateKey, dsaEncoding: 'der' as const }
+  const finish = (signature: Buffer): Buffer => {
+    const signatureAlgorithm =
+      keyType === 'rsa' ? der.sequence(der.oid(OID.rsaEncryption), der.null()) : der.sequence(der.oid(ecdsaOid(digest)))
+    const digestAlgorithm = der.sequence(der.oid(DIGEST_OID[digest]), der.null())
+    const signerInfo = der.sequence(
+      der.integer(1),
+      der.sequence(parts.issuerDer, der.integer(parts.serialHex)),
+      digestAlgorithm,
+      // [0] IMPLICIT SET OF Attribute: same content, context tag.
+      der.implicit(0, true, Buffer.concat(sorted)),
+      signatureAlgorithm,
+      der.octetString(signature),
+    )
+    const certs = [options.certificate, ...(options.extraCertificates ?? [])]
+    const signedData = der.sequence(
+      der.integer(1),
+      der.set(digestAlgorithm),
+      der.sequence(der.oid(contentType), ...(options.detached ? [] : [der.explicit(0, der.octetString(options.content))])),
+      der.implicit(0, true, Buffer.concat(certs.map((c) => c.raw))),
+      der.set(signerInfo),
+    )
+    return der.sequence(der.oid(OID.signedData), der.explicit(0, signedData))
+  }
+  return { digest, signedAttributes: der.set(...sorted), key, finish }
 }
 
 function ecdsaOid(digest: DigestName): string {

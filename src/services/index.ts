@@ -11,6 +11,7 @@ import { createEnrollmentService, type EnrollmentService } from './enrollment.js
 import type { ServerKeys } from './keys.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
 import { createSsoService, type SsoService } from './sso.js'
+import { ScepService } from './scep.js'
 
 export interface ServiceDeps {
   prisma: PrismaClient
@@ -24,6 +25,7 @@ export interface Services {
   enrollment: EnrollmentService
   oauth2: OAuth2Service
   sso: SsoService
+  scep: ScepService
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -34,5 +36,6 @@ export function createServices(deps: ServiceDeps): Services {
     enrollment: createEnrollmentService({ ...deps, oidc }),
     oauth2: createOAuth2Service({ ...deps, oidc }),
     sso: createSsoService(deps),
+    scep: new ScepService(deps),
   }
 }

@@ -1,0 +1,126 @@
+/**
+ * The two servers under test, each in its own process on 127.0.0.1: ours (src/server.ts on a throwaway
+ * Postgres database) and micromdm's Go `scepserver` from the Debian `scep` package (its own file depot
+ * and CA in a temporary directory, a static challenge).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+
+export const OURS = 'byod-mdm (Node, Postgres)'
+export const GO = 'micromdm scepserver (Go)'
+
+export interface RunningServer {
+  name: string
+  /** The SCEP URL, e.g. http://127.0.0.1:1234/mdm/apple/scep */
+  url: string
+  /** How many certificates the server has issued so far (from its own storage). */
+  issued(): Promise<number>
+  stop(): Promise<void>
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+async function waitFor(url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`${url}: the server exited with ${child.exitCode}`)
+    try {
+      const res = await fetch(url)
+      if (res.ok) return
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  throw new Error(`${url} did not come up within ${timeoutMs} ms`)
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve())
+    child.kill('SIGTERM')
+  })
+}
+
+async function withAdmin<T>(adminUrl: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: adminUrl })
+  await client.connect()
+  try {
+    return await fn(client)
+  } finally {
+    await client.end()
+  }
+}
+
+export interface OurServer extends RunningServer {
+  /** The server's own database, for minting challenges through our services. */
+  databaseUrl: string
+}
+
+export async function startOurs(adminUrl: string): Promise<OurServer> {
+  const dbName = `scep_bench_${process.pid}_${randomBytes(3).toString('hex')}`
+  await withAdmin(adminUrl, (c) => c.query(`CREATE DATABASE ${dbName}`))
+  const dbUrl = new URL(adminUrl)
+  dbUrl.pathname = `/${dbName}`
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'scep-bench-ours-'))
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', 'src/server.ts'], {
+    env: {
+      PATH: process.env.PATH,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      SERVER_URL: base,
+      DATABASE_URL: dbUrl.toString(),
+      SERVER_SECRET: randomBytes(32).toString('base64'),
+      DATA_DIR: dataDir,
+      ORG_NAME: 'Bench',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  await waitFor(`${base}/readyz`, child)
+  return {
+    name: OURS,
+    url: `${base}/mdm/apple/scep`,
+    databaseUrl: dbUrl.toString(),
+    issued: () => withAdmin(dbUrl.toString(), async (c) => Number((await c.query('SELECT count(*) AS n FROM device_certificates')).rows[0].n)),
+    async stop() {
+      await stopChild(child)
+      await withAdmin(adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`))
+      rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+export async function startGo(challenge: string): Promise<RunningServer> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'scep-bench-go-'))
+  const depot = path.join(dir, 'depot')
+  // The same CA key size as ours (scepserver's default is 4096).
+  execFileSync('scepserver', ['ca', '-init', '-depot', depot, '-keySize', '2048'], { stdio: 'ignore' })
+  const port = await freePort()
+  const child = spawn('scepserver', ['-depot', depot, '-port', String(port), '-challenge', challenge, '-allowrenew', '0'], { stdio: ['ignore', 'ignore', 'ignore'] })
+  const url = `http://127.0.0.1:${port}/scep`
+  await waitFor(`${url}?operation=GetCACaps`, child)
+  return {
+    name: GO,
+    url,
+    // The file depot writes each certificate to <CN>.<serial>.pem next to ca.pem.
+    issued: async () => readdirSync(depot).filter((f) => f.endsWith('.pem') && f !== 'ca.pem').length,
+    async stop() {
+      await stopChild(child)
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}

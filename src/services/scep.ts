@@ -1,0 +1,248 @@
+/**
+ * The SCEP certificate authority (RFC 8894; PROTOCOL.md section 7). Issuance is a chain of small checks,
+ * as in micromdm/scep: decode -> message type -> envelope and CSR -> key policy -> challenge (PKCSReq) or
+ * previous certificate (RenewalReq) -> issue -> store. A refusal by any check is a signed CertRep FAILURE
+ * the client can read; only a message that cannot be trusted at all (no verified transactionID or
+ * nonce to answer) is an HTTP 400, thrown as BadRequestError.
+ */
+import { randomUUID, type KeyObject } from 'node:crypto'
+import type { Config } from '../config.js'
+import { BadRequestError } from '../errors.js'
+import type { PrismaClient } from '../generated/prisma/client.js'
+import {
+  buildCertRep,
+  CIPHERS,
+  decodePkiMessage,
+  degenerateCertificates,
+  MessageType,
+  openCertificationRequest,
+  ScepMessageError,
+  ScepRequestError,
+  type ContentCipher,
+  type FailInfoName,
+  type OpenedRequest,
+  type PkiMessage,
+} from '../pki/scep/index.js'
+import { CertificateSigner, escapeDnValue, randomSerialHex } from '../pki/x509.js'
+import { bytes } from '../storage/bytes.js'
+import { certificateFingerprint, checkDeviceCertificate, storeWithChallenge, type NewDeviceCertificate } from './device-certificates.js'
+import type { ServerKeys } from './keys.js'
+import { hashSecret, MAX_SECRET_LENGTH } from './secrets.js'
+
+/**
+ * GetCACaps (RFC 8894 section 3.5.2). SHA-1 is not offered: clients that cannot do better still get
+ * their SHA-1-signed requests verified (micromdm's scepclient signs with SHA-1 whatever it is told), but
+ * nobody is invited to use it. DES3 stays for clients without AES. No GetNextCACert: the CA does not roll
+ * over by itself.
+ */
+export const SCEP_CAPABILITIES = ['POSTPKIOperation', 'SHA-256', 'SHA-512', 'AES', 'DES3', 'SCEPStandard', 'Renewal'] as const
+
+/** Certificates start a little in the past so a device whose clock lags accepts them at once. */
+const BACKDATE_MS = 10 * 60_000
+
+export interface ScepServiceDeps {
+  prisma: PrismaClient
+  config: Config
+  keys: ServerKeys
+}
+
+export interface ScepOutcome {
+  messageType: string
+  transactionId: string
+  status: 'SUCCESS' | 'FAILURE'
+  failInfo?: FailInfoName
+  /** Why a request was refused: for the log only, never in the reply. */
+  reason?: string
+  certificateId?: string
+}
+
+export interface PkiOperationResult {
+  /** The CertRep, DER (application/x-pki-message). */
+  body: Buffer
+  outcome: ScepOutcome
+}
+
+type Decision = { refused: true; failInfo: FailInfoName; reason: string } | { refused: false; body: Buffer; certificateId: string }
+
+const refuse = (failInfo: FailInfoName, reason: string): Decision => ({ refused: true, failInfo, reason })
+
+export class ScepService {
+  private signer?: Promise<CertificateSigner>
+
+  constructor(private readonly deps: ScepServiceDeps) {}
+
+  capabilities(): string {
+    return `${SCEP_CAPABILITIES.join('\n')}\n`
+  }
+
+  /** GetCACert (RFC 8894 section 4.2): the CA alone as DER, or with its chain as a degenerate SignedData. */
+  caCertificate(): { contentType: string; body: Buffer } {
+    const ca = this.deps.keys.scepCa
+    if (ca.chain.length === 0) return { contentType: 'application/x-x509-ca-cert', body: ca.certificate.raw }
+    return { contentType: 'application/x-x509-ca-ra-cert', body: degenerateCertificates([ca.certificate, ...ca.chain].map((c) => c.raw)) }
+  }
+
+  /** PKIOperation: a CertRep for any message that decodes; BadRequestError for one that does not. */
+  async pkiOperation(input: Uint8Array, now = new Date()): Promise<PkiOperationResult> {
+    let request: PkiMessage
+    try {
+      request = decodePkiMessage(input)
+    } catch (err) {
+      if (err instanceof ScepMessageError) throw new BadRequestError(`undecodable SCEP message: ${err.message}`, { code: 'bad_scep_message', cause: err })
+      throw err
+    }
+    const decision = await this.decide(request, now)
+    const outcome: ScepOutcome = { messageType: request.messageType, transactionId: request.transactionId, status: decision.refused ? 'FAILURE' : 'SUCCESS' }
+    if (decision.refused) {
+      return {
+        body: await buildCertRep(this.deps.keys.scepCa, request, { status: 'FAILURE', failInfo: decision.failInfo }),
+        outcome: { ...outcome, failInfo: decision.failInfo, reason: decision.reason },
+      }
+    }
+    return { body: decision.body, outcome: { ...outcome, certificateId: decision.certificateId } }
+  }
+
+  private async decide(request: PkiMessage, now: Date): Promise<Decision> {
+    if (request.messageType !== MessageType.PKCSReq && request.messageType !== MessageType.RenewalReq) {
+      return refuse('badRequest', `messageType ${request.messageType} is not supported`)
+    }
+    // The reply is enveloped to the signer's certificate with RSA key transport (checked before anything
+    // is consumed or issued).
+    if (request.signerCertificate.publicKey.asymmetricKeyType !== 'rsa') {
+      return refuse('badAlg', `the signer certificate has a ${request.signerCertificate.publicKey.asymmetricKeyType} key; the reply needs RSA`)
+    }
+    let opened: OpenedRequest
+    try {
+      opened = openCertificationRequest(request, this.deps.keys.scepCa)
+    } catch (err) {
+      if (err instanceof ScepRequestError) return refuse(err.failInfo, err.message)
+      throw err
+    }
+    // Before the challenge, so a device that sent a weak key keeps its challenge for a retry.
+    const weak = keyPolicyRefusal(opened.csr.publicKey)
+    if (weak) return refuse('badRequest', weak)
+    return request.messageType === MessageType.PKCSReq ? this.enroll(request, opened, now) : this.renew(request, opened, now)
+  }
+
+  /**
+   * PKCSReq: everything that can fail without the database happens first (issue, build the CertRep);
+   * then one statement consumes the challenge and stores the certificate atomically. A failure before
+   * or in it leaves the challenge for the device's retry; concurrent requests with one challenge get at
+   * most one certificate. The price: a request with a wrong challenge costs two RSA signatures that are
+   * thrown away, on top of the RSA decryption it already cost.
+   */
+  private async enroll(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<Decision> {
+    const password = opened.csr.challengePassword
+    if (!password) return refuse('badRequest', 'PKCSReq without a challengePassword')
+    if (password.length > MAX_SECRET_LENGTH) return refuse('badRequest', 'unknown challenge')
+    const challengeHash = hashSecret(password)
+    const prepared = await this.prepare(request, opened, now)
+    if (await storeWithChallenge(this.deps.prisma, challengeHash, now, prepared.certificate)) {
+      return { refused: false, body: prepared.body, certificateId: prepared.certificate.id }
+    }
+    return refuse('badRequest', await this.explainChallenge(challengeHash, now))
+  }
+
+  /** RenewalReq: signed by an unexpired, unrevoked certificate this CA issued; same enrollment, no challenge. */
+  private async renew(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<Decision> {
+    const prisma = this.deps.prisma
+    const previous = await prisma.deviceCertificate.findUnique({ where: { fingerprintSha256: certificateFingerprint(request.signerCertificate.raw) } })
+    if (!previous) return refuse('badRequest', 'RenewalReq signed by a certificate this CA did not issue')
+    const unusable = checkDeviceCertificate(previous, now)
+    if (unusable) return refuse('badRequest', `RenewalReq signed by a ${unusable.replace(/_/g, ' ')} certificate`)
+    const token = await prisma.accessToken.findUnique({ where: { id: previous.accessTokenId }, include: { user: true } })
+    const inactive = token ? enrollmentRefusal(token) : 'the enrollment no longer exists'
+    if (inactive) return refuse('badRequest', inactive)
+    const { certificate, body } = await this.prepare(request, opened, now)
+    await prisma.deviceCertificate.create({
+      data: {
+        id: certificate.id,
+        serial: certificate.serial,
+        fingerprintSha256: certificate.fingerprintSha256,
+        subject: certificate.subject,
+        notBefore: certificate.notBefore,
+        notAfter: certificate.notAfter,
+        certificateDer: bytes(certificate.der),
+        userId: previous.userId,
+        teamId: previous.teamId,
+        accessTokenId: previous.accessTokenId,
+        enrollmentProfileId: previous.enrollmentProfileId,
+        renewedFromId: previous.id,
+      },
+    })
+    return { refused: false, body, certificateId: certificate.id }
+  }
+
+  /**
+   * Issues from the server's template (nothing from the CSR but its key) and builds the SUCCESS CertRep.
+   * Stores nothing.
+   */
+  private async prepare(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<{ certificate: NewDeviceCertificate; body: Buffer }> {
+    const ca = this.deps.keys.scepCa
+    const id = randomUUID()
+    const subject = `CN=${id}, O=${escapeDnValue(this.deps.config.orgName)}`
+    const serial = randomSerialHex()
+    const validityMs = this.deps.config.scepCertValidityDays * 86400_000
+    // Certificates carry whole seconds; store exactly what the certificate says.
+    const notBefore = wholeSeconds(now.getTime() - BACKDATE_MS)
+    const notAfter = wholeSeconds(Math.min(now.getTime() + validityMs, new Date(ca.certificate.validTo).getTime()))
+    const der = await (await this.certificateSigner()).issueDer({
+      subject,
+      publicKey: opened.csr.publicKey,
+      spkiDer: opened.csr.spkiDer,
+      notBefore,
+      notAfter,
+      serialHex: serial,
+      keyUsage: ['digitalSignature', 'keyEncipherment'],
+      extendedKeyUsage: ['clientAuth'],
+    })
+    const body = await buildCertRep(ca, request, { status: 'SUCCESS', certificateDer: der, recipient: request.signerCertificate, cipher: replyCipher(opened.cipher) })
+    return { certificate: { id, serial, fingerprintSha256: certificateFingerprint(der), subject, notBefore, notAfter, der }, body }
+  }
+
+  /** Why a challenge was not taken, for the log. */
+  private async explainChallenge(challengeHash: Uint8Array<ArrayBuffer>, now: Date): Promise<string> {
+    const challenge = await this.deps.prisma.scepChallenge.findUnique({ where: { challengeHash }, include: { accessToken: { include: { user: true } } } })
+    if (!challenge) return 'unknown challenge'
+    const inactive = enrollmentRefusal(challenge.accessToken)
+    if (inactive) return inactive
+    if (challenge.expiresAt.getTime() <= now.getTime()) return 'challenge expired'
+    return 'challenge already used'
+  }
+
+  private certificateSigner(): Promise<CertificateSigner> {
+    this.signer ??= CertificateSigner.create(this.deps.keys.scepCa)
+    return this.signer
+  }
+}
+
+/** RSA of 2048 bits or more, or EC P-256: what Apple devices generate and what check-in will accept. */
+export function keyPolicyRefusal(key: KeyObject): string | null {
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
+    return bits >= 2048 ? null : `RSA key of ${bits} bits; at least 2048 are required`
+  }
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve
+    return curve === 'prime256v1' ? null : `EC key on ${curve}; only P-256 is accepted`
+  }
+  return `${key.asymmetricKeyType} keys are not accepted`
+}
+
+/**
+ * The reply is encrypted with the cipher the requester used, which it can certainly read; single DES
+ * (56-bit) is raised to DES3, which every SCEP client supports (RFC 8894 section 3.5.2).
+ */
+function replyCipher(requested: ContentCipher): ContentCipher {
+  return requested.name === 'des-cbc' ? CIPHERS['des-ede3-cbc'] : requested
+}
+
+function wholeSeconds(ms: number): Date {
+  return new Date(Math.floor(ms / 1000) * 1000)
+}
+
+function enrollmentRefusal(token: { revokedAt: Date | null; user: { active: boolean } }): string | null {
+  if (token.revokedAt) return 'the access token of this enrollment is revoked'
+  if (!token.user.active) return 'the user of this enrollment is deactivated'
+  return null
+}
