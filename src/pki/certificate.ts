@@ -2,7 +2,7 @@
  * The parts of an X.509 certificate (RFC 5280 section 4.1) that node:crypto does not expose: the raw
  * issuer and subject names (CMS identifies signers by issuer + serial) and extension values.
  */
-import { X509Certificate } from 'node:crypto'
+import { X509Certificate, createHash } from 'node:crypto'
 import { Asn1Error, child, contentOf, expectUniversal, integerHexOf, isContext, octetsOf, oidOf, parseDer, rawOf, Tag, type Asn1Node } from './der.js'
 
 export interface CertificateParts {
@@ -56,4 +56,12 @@ export function parseCertificate(der: Uint8Array): X509Certificate {
   } catch (err) {
     throw new Asn1Error(`invalid certificate: ${(err as Error).message}`)
   }
+}
+
+/**
+ * How issued certificates are identified (device_certificates.fingerprint_sha256): lowercase hex SHA-256
+ * of the certificate's DER, 64 characters, no colons.
+ */
+export function certificateFingerprint(der: Uint8Array): string {
+  return createHash('sha256').update(der).digest('hex')
 }

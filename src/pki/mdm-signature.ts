@@ -9,7 +9,7 @@
  * Failures are 400 (cannot be read) or 403 (does not prove an identity), never 401: for some enrollment
  * types a 401 makes the device unenroll.
  */
-import { createHash, type X509Certificate } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
 import { BadRequestError, ForbiddenError } from '../errors.js'
 import { certificateParts, extendedKeyUsages, parseCertificate } from './certificate.js'
 import { CmsError, parseSignedData, verifySingleSigner } from './cms.js'
@@ -22,11 +22,6 @@ export class DeviceIdentityError extends ForbiddenError {
   constructor(message: string) {
     super(message, { code: 'device_identity_rejected' })
   }
-}
-
-/** SHA-256 of the certificate DER, lowercase hex: how issued certificates are looked up. */
-export function certificateFingerprint(certificate: X509Certificate): string {
-  return createHash('sha256').update(certificate.raw).digest('hex')
 }
 
 function decodeBase64(value: string, what: string): Buffer {
@@ -88,7 +83,7 @@ export function certificateFromProxyHeader(value: string | undefined): X509Certi
  * The certificate must be issued by our SCEP CA (signature and issuer name), carry the clientAuth EKU
  * and be within its validity period.
  */
-export function checkDeviceCertificate(certificate: X509Certificate, ca: X509Certificate, now = new Date()): void {
+export function checkIssuedByCa(certificate: X509Certificate, ca: X509Certificate, now = new Date()): void {
   if (!certificate.checkIssued(ca) || !safeVerify(certificate, ca)) {
     throw new DeviceIdentityError('the signing certificate was not issued by this server\'s CA')
   }

@@ -25,7 +25,7 @@ import {
 } from '../pki/scep/index.js'
 import { CertificateSigner, escapeDnValue, randomSerialHex } from '../pki/x509.js'
 import { bytes } from '../storage/bytes.js'
-import { certificateFingerprint, checkDeviceCertificate, storeWithChallenge, type NewDeviceCertificate } from './device-certificates.js'
+import { certificateFingerprint, storedCertificateRefusal, storeWithChallenge, type NewDeviceCertificate } from './device-certificates.js'
 import type { ServerKeys } from './keys.js'
 import { hashSecret, MAX_SECRET_LENGTH } from './secrets.js'
 
@@ -148,7 +148,7 @@ export class ScepService {
     const prisma = this.deps.prisma
     const previous = await prisma.deviceCertificate.findUnique({ where: { fingerprintSha256: certificateFingerprint(request.signerCertificate.raw) } })
     if (!previous) return refuse('badRequest', 'RenewalReq signed by a certificate this CA did not issue')
-    const unusable = checkDeviceCertificate(previous, now)
+    const unusable = storedCertificateRefusal(previous, now)
     if (unusable) return refuse('badRequest', `RenewalReq signed by a ${unusable.replace(/_/g, ' ')} certificate`)
     const token = await prisma.accessToken.findUnique({ where: { id: previous.accessTokenId }, include: { user: true } })
     const inactive = token ? enrollmentRefusal(token) : 'the enrollment no longer exists'

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { signCms } from '../../src/pki/cms.js'
-import { certificateFingerprint, certificateFromProxyHeader, checkDeviceCertificate, DeviceIdentityError, verifyMdmSignature } from '../../src/pki/mdm-signature.js'
+import { certificateFingerprint } from '../../src/pki/certificate.js'
+import { certificateFromProxyHeader, checkIssuedByCa, DeviceIdentityError, verifyMdmSignature } from '../../src/pki/mdm-signature.js'
 import { CertificateSigner, createSelfSigned, generateRsaKeyPair, type Identity, type KeyPair } from '../../src/pki/x509.js'
 import { fixtureBase64, fixtureBytes } from '../helpers/fixtures.js'
 
@@ -45,20 +46,20 @@ beforeAll(async () => {
 describe('verifyMdmSignature', () => {
   it('accepts the recorded device signature (its chain is unknown to us)', () => {
     const cert = verifyMdmSignature(fixtureBase64('mdm-signature.idle.header.b64').toString('base64'), fixtureBase64('mdm-signature.idle.body.b64'))
-    expect(() => checkDeviceCertificate(cert, ca.certificate)).toThrow(/not issued by this server's CA/)
+    expect(() => checkIssuedByCa(cert, ca.certificate)).toThrow(/not issued by this server's CA/)
   })
 
   it('accepts our device identity signing the exact body, and openssl-made signatures too', () => {
     const cert = verifyMdmSignature(sign(device), body)
-    expect(certificateFingerprint(cert)).toBe(certificateFingerprint(device.certificate))
-    checkDeviceCertificate(cert, ca.certificate)
+    expect(certificateFingerprint(cert.raw)).toBe(certificateFingerprint(device.certificate.raw))
+    checkIssuedByCa(cert, ca.certificate)
 
     const dir = mkdtempSync(path.join(tmpdir(), 'mdmsig-'))
     writeFileSync(path.join(dir, 'cert.pem'), device.certificate.toString())
     writeFileSync(path.join(dir, 'key.pem'), device.privateKey.export({ type: 'pkcs8', format: 'pem' }))
     writeFileSync(path.join(dir, 'body'), body)
     const sig = execFileSync('openssl', ['cms', '-sign', '-binary', '-outform', 'DER', '-md', 'sha256', '-in', path.join(dir, 'body'), '-signer', path.join(dir, 'cert.pem'), '-inkey', path.join(dir, 'key.pem')])
-    expect(certificateFingerprint(verifyMdmSignature(sig.toString('base64'), body))).toBe(certificateFingerprint(device.certificate))
+    expect(certificateFingerprint(verifyMdmSignature(sig.toString('base64'), body).raw)).toBe(certificateFingerprint(device.certificate.raw))
   })
 
   it('refuses a body with one byte changed (403)', () => {
@@ -97,29 +98,29 @@ describe('verifyMdmSignature', () => {
   })
 })
 
-describe('checkDeviceCertificate', () => {
+describe('checkIssuedByCa', () => {
   it('refuses self-signed, foreign-CA, expired, not-yet-valid and non-clientAuth certificates', async () => {
     const selfKeys = await generateRsaKeyPair(2048)
     const selfSigned = await createSelfSigned({ subject: 'CN=device', keys: selfKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'] })
-    expect(() => checkDeviceCertificate(selfSigned, ca.certificate)).toThrow(/not issued by this server's CA/)
+    expect(() => checkIssuedByCa(selfSigned, ca.certificate)).toThrow(/not issued by this server's CA/)
     const foreign = (await issue(otherCa)).certificate
     const expired = (await issue(ca, { notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) })).certificate
     const future = (await issue(ca, { notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 2 * DAY) })).certificate
     const emailOnly = (await issue(ca, { eku: ['emailProtection'] })).certificate
-    expect(() => checkDeviceCertificate(foreign, ca.certificate)).toThrow(/not issued by this server's CA/)
-    expect(() => checkDeviceCertificate(expired, ca.certificate)).toThrow(/validity/)
-    expect(() => checkDeviceCertificate(future, ca.certificate)).toThrow(/validity/)
-    expect(() => checkDeviceCertificate(emailOnly, ca.certificate)).toThrow(/client authentication/)
+    expect(() => checkIssuedByCa(foreign, ca.certificate)).toThrow(/not issued by this server's CA/)
+    expect(() => checkIssuedByCa(expired, ca.certificate)).toThrow(/validity/)
+    expect(() => checkIssuedByCa(future, ca.certificate)).toThrow(/validity/)
+    expect(() => checkIssuedByCa(emailOnly, ca.certificate)).toThrow(/client authentication/)
   })
 })
 
 describe('certificateFromProxyHeader', () => {
   it('reads URL-encoded PEM (nginx $ssl_client_escaped_cert), PEM and Base64 DER', () => {
     const pem = device.certificate.toString()
-    const expected = certificateFingerprint(device.certificate)
-    expect(certificateFingerprint(certificateFromProxyHeader(encodeURIComponent(pem)))).toBe(expected)
-    expect(certificateFingerprint(certificateFromProxyHeader(pem.replace(/\n/g, ' ')))).toBe(expected)
-    expect(certificateFingerprint(certificateFromProxyHeader(device.certificate.raw.toString('base64')))).toBe(expected)
+    const expected = certificateFingerprint(device.certificate.raw)
+    expect(certificateFingerprint(certificateFromProxyHeader(encodeURIComponent(pem)).raw)).toBe(expected)
+    expect(certificateFingerprint(certificateFromProxyHeader(pem.replace(/\n/g, ' ')).raw)).toBe(expected)
+    expect(certificateFingerprint(certificateFromProxyHeader(device.certificate.raw.toString('base64')).raw)).toBe(expected)
     expect(() => certificateFromProxyHeader('')).toThrow(/missing/)
     expect(() => certificateFromProxyHeader('%E0%A4%A')).toThrow()
   })
