@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import { isDatabaseUnavailable } from '../../errors.js'
 import { logError, toHttpError } from '../../plugins/errors.js'
 import { OAuth2Error, type OAuth2ErrorCode } from '../../services/oauth2.js'
+import { addFormParser } from '../form.js'
 
 /** A code of a few KB, a redirect URI and a client id; nothing legitimate comes near this. */
 export const TOKEN_BODY_LIMIT = 16 * 1024
@@ -23,13 +24,7 @@ export default async function oauth2Routes(app: FastifyInstance) {
 
   // Only form bodies (RFC 6749 section 4.1.3); anything else is an invalid_request, not a 415 page.
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: TOKEN_BODY_LIMIT }, (_request, body, done) => {
-    try {
-      done(null, parseForm(body as string))
-    } catch (err) {
-      done(err as Error, undefined)
-    }
-  })
+  addFormParser(app, { bodyLimit: TOKEN_BODY_LIMIT, dropEmpty: true })
 
   app.addHook('onSend', async (_request, reply) => {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
@@ -50,16 +45,6 @@ export default async function oauth2Routes(app: FastifyInstance) {
     request.log.info({ grantType: outcome.grantType, grantId: outcome.grantId, userId: outcome.userId, accessTokenId: outcome.accessTokenId }, 'oauth2: tokens issued')
     return reply.code(200).type('application/json; charset=utf-8').send(outcome.response)
   })
-}
-
-/** RFC 6749 section 3.2: parameters sent without a value are treated as omitted; none may repeat. */
-function parseForm(body: string): Record<string, string> {
-  const out: Record<string, string> = Object.create(null)
-  for (const [name, value] of new URLSearchParams(body)) {
-    if (name in out) throw new OAuth2Error(400, 'invalid_request', `${name} appears more than once`)
-    if (value !== '') out[name] = value
-  }
-  return out
 }
 
 function toOAuth2Error(err: unknown): { status: number; error: OAuth2ErrorCode; description: string } {

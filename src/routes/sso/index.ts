@@ -19,6 +19,7 @@ import { MAX_SAML_RESPONSE_LENGTH } from '../../identity/saml/response.js'
 import { logError, sendJsonError, toHttpError, type HttpError } from '../../plugins/errors.js'
 import { MAX_USER_IDENTIFIER_LENGTH, normalizeUserIdentifier } from '../../protocol/web-signin.js'
 import type { CompletedSignIn } from '../../services/sso.js'
+import { addFormParser } from '../form.js'
 import { errorPage, newNonce, pageHeaders, ssoPage } from './html.js'
 
 /** A SAMLResponse (base64) plus RelayState and form encoding overhead. */
@@ -34,25 +35,9 @@ export default async function ssoRoutes(app: FastifyInstance) {
     timeWindow: 60_000,
     errorResponseBuilder: () => new TooManyRequestsError('Too many sign-in attempts from your network. Wait a minute and try again.'),
   })
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT }, (_req, body, done) => {
-    try {
-      done(null, parseForm(body as string))
-    } catch (err) {
-      done(err as Error, undefined)
-    }
-  })
+  addFormParser(app, { bodyLimit: FORM_BODY_LIMIT })
   await app.register(htmlRoutes)
   await app.register(jsonRoutes)
-}
-
-/** Form fields as a null-prototype object; a repeated field is an error, not "last one wins". */
-function parseForm(body: string): Record<string, string> {
-  const out: Record<string, string> = Object.create(null)
-  for (const [k, v] of new URLSearchParams(body)) {
-    if (k in out) throw new BadRequestError(`form field ${k} appears more than once`)
-    out[k] = v
-  }
-  return out
 }
 
 const htmlRoutes: FastifyPluginAsyncZod = async (app) => {
