@@ -39,6 +39,8 @@ export async function enrollmentForCertificate(db: PrismaClient, cert: DeviceCer
   let previousId: string | null = cert.renewedFromId
   for (let depth = 0; previousId && depth < MAX_RENEWAL_DEPTH; depth++) {
     const enrollment = await enrollmentOfCertificate(db, previousId)
+    // A checked-out enrollment takes no new certificates; the caller refuses the request.
+    if (enrollment?.status === 'checked_out') return enrollment
     if (enrollment) {
       try {
         await db.mdmEnrollmentCertificate.create({ data: { deviceCertificateId: cert.id, mdmEnrollmentId: enrollment.id } })
