@@ -34,11 +34,14 @@ export default async function mdmRoutes(app: FastifyInstance) {
   app.setErrorHandler((err, request, reply) => {
     const http = toHttpError(err)
     const mdm = logs.get(request)
-    if (mdm && http.status < 500) {
+    if (!mdm) {
+      logError(request, err, http)
+    } else if (http.status < 500) {
       const e = err as { name?: string; message?: string; code?: unknown }
       request.log.info({ mdm: { ...mdm, status: String(http.status) }, reason: { type: e?.name, message: e?.message, code: e?.code } }, `${describe(mdm)}: refused`)
     } else {
-      logError(request, err, http)
+      // Same levels and messages as logError, with the request's enrollment and message on the line.
+      request.log[http.status === 503 ? 'warn' : 'error']({ err, mdm }, http.status === 503 ? 'dependency unavailable' : 'request failed')
     }
     return sendJsonError(reply, http)
   })
