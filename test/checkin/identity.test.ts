@@ -8,6 +8,7 @@ import { CertificateSigner, createSelfSigned, generateRsaKeyPair } from '../../s
 import { certificateFingerprint, findDeviceCertificate } from '../../src/services/device-certificates.js'
 import { bytes } from '../../src/storage/bytes.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
+import { fixtureBase64 } from '../helpers/fixtures.js'
 import { activeDevice, checkinRows, COMMAND, enrollDevice, opensslSign, type Device } from '../helpers/device.js'
 
 const DAY = 86400_000
@@ -56,6 +57,12 @@ describe('row 7: Mdm-Signature', () => {
     await refused(() => a.put(body, { contentType: COMMAND, signature: Buffer.from('certainly not a CMS').toString('base64') }), 400, /not a CMS SignedData/)
     const deep = Buffer.concat(Array.from({ length: 3000 }, () => Buffer.from([0x30, 0x80]))).toString('base64')
     await refused(() => a.put(body, { contentType: COMMAND, signature: deep }), 400, /not a CMS SignedData|too large/)
+  })
+
+  it('a real device\'s signature (nanomdm\'s recorded Idle) verifies but its certificate is not from this CA: 403', async () => {
+    const body = fixtureBase64('mdm-signature.idle.body.b64')
+    const signature = fixtureBase64('mdm-signature.idle.header.b64').toString('base64')
+    await refused(() => a.put(body, { contentType: COMMAND, signature }), 403, /not issued by this server's CA/)
   })
 
   it('a signature over a body with one byte changed is 403', async () => {
