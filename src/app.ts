@@ -15,6 +15,7 @@ import errorsPlugin from './plugins/errors.js'
 import { serverUrls, type ServerUrls } from './protocol/urls.js'
 import enrollmentRoutes from './routes/enroll/index.js'
 import healthRoutes from './routes/health/index.js'
+import mdmRoutes from './routes/mdm/index.js'
 import oauth2Routes from './routes/oauth2/index.js'
 import ssoRoutes from './routes/sso/index.js'
 import scepRoutes from './routes/scep/index.js'
@@ -114,5 +115,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   await app.register(enrollmentRoutes)
   await app.register(ssoRoutes)
   await app.register(scepRoutes)
+  await app.register(mdmRoutes)
   return app
 }

@@ -61,6 +61,9 @@ const url = z.url({ message: 'expected an absolute http(s) URL' }).refine((v) =>
  */
 const pemOrPath = z.string().min(1)
 
+/** Headers MDM_CLIENT_CERT_HEADER must not name: the device sets them, so a proxy could not own them. */
+const RESERVED_HEADERS = new Set(['mdm-signature', 'authorization', 'content-type', 'content-length', 'content-encoding', 'host', 'user-agent', 'cookie'])
+
 const envSchema = z.object({
   NODE_ENV: z.string().optional(),
   PORT: int(0, 65535).default(8080),
@@ -132,6 +135,16 @@ const envSchema = z.object({
   SSO_TEAM_GROUPS: z.string().min(1).optional(),
   SSO_RATE_LIMIT: int(1, 1_000_000).default(60),
   ALLOW_DEV_SIGNIN: bool.default(false),
+  REAUTH_AFTER: duration
+    .pipe(z.number().max(400 * 86400, 'must be at most 400d'))
+    .refine((v) => v === 0 || v >= 3600, { message: 'must be 0 (off) or at least 1h: every expiry makes the user sign in again' })
+    .optional(),
+  MDM_CLIENT_CERT_HEADER: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,99}$/, 'expected an HTTP header name such as X-Client-Cert')
+    .transform((v) => v.toLowerCase())
+    .refine((v) => !RESERVED_HEADERS.has(v), { message: 'must be a header of its own, not one the device or HTTP itself sends' })
+    .optional(),
 })
 
 type Env = z.infer<typeof envSchema>
@@ -239,6 +252,16 @@ export interface Config {
     rateLimitPerMinute: number
   }
   sso: SsoConfig
+  /** The check-in and command channel (PUT /mdm/apple/mdm). */
+  checkin: {
+    /** How long an interactive sign-in is good for before the device must sign the user in again; undefined: forever. */
+    reauthAfterSeconds?: number
+    /**
+     * Lowercase name of the header in which a TLS-terminating proxy forwards the client certificate it
+     * verified (nginx `$ssl_client_escaped_cert`); undefined: identity comes from Mdm-Signature only.
+     */
+    clientCertHeader?: string
+  }
 }
 
 export type Environment = Record<string, string | undefined>
@@ -315,6 +338,10 @@ export function loadConfig(env: Environment = process.env): Config {
       rateLimitPerMinute: e.OAUTH2_RATE_LIMIT,
     },
     sso: readSso(env, e, serverUrl),
+    checkin: {
+      reauthAfterSeconds: e.REAUTH_AFTER ? e.REAUTH_AFTER : undefined,
+      clientCertHeader: e.MDM_CLIENT_CERT_HEADER,
+    },
   }
 }
 

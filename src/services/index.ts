@@ -6,6 +6,7 @@ import type { Config } from '../config.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'
+import { createCheckinService, type CheckinService } from './checkin.js'
 import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
@@ -26,16 +27,20 @@ export interface Services {
   oauth2: OAuth2Service
   sso: SsoService
   scep: ScepService
+  checkin: CheckinService
 }
 
 export function createServices(deps: ServiceDeps): Services {
   // One OIDC client per process: it caches the IdP's discovery document and JWKS.
   const oidc = deps.config.oidc ? new OidcClient(deps.config.oidc) : null
+  const enrollment = createEnrollmentService({ ...deps, oidc })
   return {
     discovery: createDiscoveryService(deps),
-    enrollment: createEnrollmentService({ ...deps, oidc }),
+    enrollment,
     oauth2: createOAuth2Service({ ...deps, oidc }),
     sso: createSsoService(deps),
     scep: new ScepService(deps),
+    // Re-authentication on check-in answers with exactly the enroll endpoint's challenge.
+    checkin: createCheckinService({ ...deps, challenge: (team) => enrollment.challenge(team) }),
   }
 }

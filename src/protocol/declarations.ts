@@ -1,0 +1,47 @@
+/**
+ * Declarative device management over the check-in channel: the `DeclarativeManagement` message's
+ * `Endpoint` and the JSON the server answers (PROTOCOL.md section 9).
+ * https://developer.apple.com/documentation/devicemanagement/declarative-management
+ *
+ * Until this server manages declarations it serves the empty set, consistently: `tokens` and
+ * `declaration-items` name the same DeclarationsToken, so a device that syncs finds nothing to apply and
+ * nothing to remove, and no `declaration/...` exists.
+ */
+import { createHash } from 'node:crypto'
+
+/** A DeclarationsToken for the empty set, the same on every server and every request. */
+export const EMPTY_DECLARATIONS_TOKEN = createHash('sha256').update('byod-mdm declarations: none').digest('hex')
+
+export type DeclarativeEndpoint =
+  | { kind: 'tokens' }
+  | { kind: 'declaration-items' }
+  | { kind: 'status' }
+  | { kind: 'declaration'; type: string; identifier: string }
+  | { kind: 'unknown' }
+
+/** https://developer.apple.com/documentation/devicemanagement/declarativemanagementrequest (Endpoint) */
+export function parseDeclarativeEndpoint(endpoint: string): DeclarativeEndpoint {
+  if (endpoint === 'tokens' || endpoint === 'declaration-items' || endpoint === 'status') return { kind: endpoint }
+  const m = /^declaration\/(activation|configuration|asset|management)\/([^/]+)$/.exec(endpoint)
+  return m ? { kind: 'declaration', type: m[1]!, identifier: m[2]! } : { kind: 'unknown' }
+}
+
+/** https://developer.apple.com/documentation/devicemanagement/tokensresponse */
+export interface TokensResponse {
+  SyncTokens: { DeclarationsToken: string; Timestamp: string }
+}
+
+/** https://developer.apple.com/documentation/devicemanagement/declarationitemsresponse */
+export interface DeclarationItemsResponse {
+  Declarations: { Activations: unknown[]; Configurations: unknown[]; Assets: unknown[]; Management: unknown[] }
+  DeclarationsToken: string
+}
+
+/** `since`: when the set became what it is (for the empty set: when the enrollment began). */
+export function emptyTokensResponse(since: Date): TokensResponse {
+  return { SyncTokens: { DeclarationsToken: EMPTY_DECLARATIONS_TOKEN, Timestamp: `${since.toISOString().slice(0, 19)}Z` } }
+}
+
+export function emptyDeclarationItemsResponse(): DeclarationItemsResponse {
+  return { Declarations: { Activations: [], Configurations: [], Assets: [], Management: [] }, DeclarationsToken: EMPTY_DECLARATIONS_TOKEN }
+}

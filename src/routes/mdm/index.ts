@@ -1,0 +1,106 @@
+/**
+ * `PUT /mdm/apple/mdm` (`ServerURL`; there is no separate `CheckInURL`): check-in messages
+ * (`application/x-apple-aspen-mdm-checkin`) and the command channel's reports
+ * (`application/x-apple-aspen-mdm`). The Content-Type is how a device tells the two apart on a shared
+ * URL (PROTOCOL.md section 8); anything else is 415.
+ *
+ * Every request proves the device first (Mdm-Signature over the exact body bytes, or the proxy's client
+ * certificate), then the body is parsed. Status codes: 400 unreadable, 403 identity or binding refused
+ * (never 401 for those), 401 + WWW-Authenticate only to ask for a new sign-in, 410 declines a
+ * UserAuthenticate, 503 while the database is away. One log line per request names the enrollment and
+ * MessageType or Status; never the body, token, PushMagic or push token.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { UnsupportedMediaTypeError } from '../../errors.js'
+import { logError, sendJsonError, toHttpError } from '../../plugins/errors.js'
+import { channelId, CHECKIN_CONTENT_TYPE, COMMAND_CONTENT_TYPE, parseCheckin, parseCommandReport } from '../../protocol/checkin.js'
+import type { CheckinAnswer } from '../../services/checkin.js'
+
+/** 1 MiB: check-in messages are under 1 KiB; command results (profile lists, app lists) can be large. */
+export const MDM_BODY_LIMIT = 1024 * 1024
+
+/** What the log line for a request says, filled in as the request goes. */
+type RequestLog = Record<string, string | undefined>
+
+export default async function mdmRoutes(app: FastifyInstance) {
+  const path = new URL(app.urls.mdm).pathname
+  const clientCertHeader = app.config.checkin.clientCertHeader
+  const logs = new WeakMap<FastifyRequest, RequestLog>()
+
+  // The signature covers the exact bytes, so the body stays a Buffer whatever its Content-Type.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MDM_BODY_LIMIT }, (_request, body, done) => done(null, body))
+
+  app.setErrorHandler((err, request, reply) => {
+    const http = toHttpError(err)
+    const mdm = logs.get(request)
+    if (!mdm) {
+      logError(request, err, http)
+    } else if (http.status < 500) {
+      const e = err as { name?: string; message?: string; code?: unknown }
+      request.log.info({ mdm: { ...mdm, status: String(http.status) }, reason: { type: e?.name, message: e?.message, code: e?.code } }, `${describe(mdm)}: refused`)
+    } else {
+      // Same levels and messages as logError, with the request's enrollment and message on the line.
+      request.log[http.status === 503 ? 'warn' : 'error']({ err, mdm }, http.status === 503 ? 'dependency unavailable' : 'request failed')
+    }
+    return sendJsonError(reply, http)
+  })
+
+  app.put(path, { bodyLimit: MDM_BODY_LIMIT }, async (request, reply) => {
+    const mediaType = request.headers['content-type']?.split(';')[0]!.trim().toLowerCase()
+    if (mediaType !== CHECKIN_CONTENT_TYPE && mediaType !== COMMAND_CONTENT_TYPE) {
+      throw new UnsupportedMediaTypeError(`Content-Type must be ${CHECKIN_CONTENT_TYPE} or ${COMMAND_CONTENT_TYPE}`)
+    }
+    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
+    const log: RequestLog = { channelType: mediaType === CHECKIN_CONTENT_TYPE ? 'check-in' : 'command' }
+    logs.set(request, log)
+
+    const service = app.services.checkin
+    const device = await service.identify({
+      mdmSignature: header(request, 'mdm-signature'),
+      clientCertificate: clientCertHeader ? header(request, clientCertHeader) : undefined,
+      body,
+    })
+    log.certificate = device.id
+    const authorization = header(request, 'authorization')
+
+    let answer: CheckinAnswer
+    if (mediaType === CHECKIN_CONTENT_TYPE) {
+      const message = parseCheckin(body)
+      Object.assign(log, { messageType: message.MessageType, channel: channelId(message) })
+      answer = await service.checkin({ device, message, authorization })
+    } else {
+      const { report } = parseCommandReport(body)
+      Object.assign(log, { reportStatus: report.Status, commandUuid: report.CommandUUID, channel: channelId(report) })
+      answer = await service.commandReport({ device, message: report, authorization })
+    }
+    return send(request, reply, log, answer)
+  })
+
+  function send(request: FastifyRequest, reply: FastifyReply, log: RequestLog, answer: CheckinAnswer) {
+    log.enrollment = answer.enrollment
+    switch (answer.kind) {
+      case 'reauthenticate':
+        request.log.info({ mdm: { ...log, reason: answer.reason } }, `${describe(log)}: sign-in required`)
+        return reply.code(401).headers(answer.headers).send()
+      case 'gone':
+        request.log.info({ mdm: log }, `${describe(log)}: user not managed`)
+        return reply.code(410).send()
+      case 'ok':
+        request.log.info({ mdm: { ...log, note: answer.note } }, describe(log))
+        if (answer.json === undefined) return reply.code(200).send()
+        return reply.code(200).type('application/json').send(JSON.stringify(answer.json))
+    }
+  }
+}
+
+function describe(log: RequestLog): string {
+  if (log.messageType) return `check-in ${log.messageType}`
+  if (log.reportStatus) return `command report ${log.reportStatus}`
+  return `${log.channelType} request`
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name]
+  return typeof value === 'string' ? value : undefined
+}

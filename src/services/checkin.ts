@@ -1,0 +1,309 @@
+/**
+ * The check-in protocol and the command channel's reports (PROTOCOL.md sections 4, 8, 9): one method per
+ * MessageType, as in nanomdm's service interface, plus `commandReport`. The route has already proved the
+ * device's identity (`identify`) and parsed the message; every method then finds the enrollment the
+ * certificate is bound to, checks that the message is about that enrollment, applies the bearer rules
+ * (never to CheckOut) and does its work.
+ *
+ * Refusals are thrown: 400 (a message this server does not serve or that contradicts the enrollment), 403
+ * (the certificate has no such enrollment: not authenticated, another EnrollmentID, checked out, another
+ * user's token). A re-authentication is an answer, not an error: the route sends 401 with `headers`.
+ */
+import type { Config } from '../config.js'
+import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
+import type { DeviceCertificate, MdmEnrollment, PrismaClient, Team } from '../generated/prisma/client.js'
+import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type CommandReport, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
+import { emptyDeclarationItemsResponse, emptyTokensResponse, parseDeclarativeEndpoint } from '../protocol/declarations.js'
+import {
+  checkOutEnrollment,
+  createEnrollment,
+  enrollmentForCertificate,
+  findChannel,
+  liveEnrollment,
+  storeTokenUpdate,
+  touchChannel,
+  touchEnrollment,
+  updateAuthenticated,
+  withEnrollmentLock,
+  type SeenUpdate,
+} from '../storage/mdm-enrollments.js'
+import type { ServerKeys } from './keys.js'
+import { checkBearer, identifyDevice, interactiveSignInTime, type BearerDecision, type IdentityInput, type ReauthReason, type UserBinding } from './mdm-identity.js'
+
+export interface CheckinDeps {
+  prisma: PrismaClient
+  config: Config
+  keys: ServerKeys
+  /** The enroll endpoint's 401 headers for a team (EnrollmentService.challenge). */
+  challenge(team: Team): Promise<Record<string, string>>
+}
+
+/** A request as the route hands it over: who signed it, what it says, and its Authorization header. */
+export interface MdmRequest<M> {
+  device: DeviceCertificate
+  message: M
+  authorization?: string
+  now?: Date
+}
+
+export type CheckinAnswer =
+  | { kind: 'ok'; enrollment: string; json?: unknown; note?: string }
+  | { kind: 'reauthenticate'; enrollment?: string; headers: Record<string, string>; reason: ReauthReason }
+  /** UserAuthenticate: the server does not manage that user (HTTP 410). */
+  | { kind: 'gone'; enrollment: string }
+
+export interface CheckinService {
+  identify(input: IdentityInput, now?: Date): Promise<DeviceCertificate>
+  checkin(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
+  authenticate(request: MdmRequest<Authenticate>): Promise<CheckinAnswer>
+  tokenUpdate(request: MdmRequest<TokenUpdate>): Promise<CheckinAnswer>
+  checkOut(request: MdmRequest<CheckOut>): Promise<CheckinAnswer>
+  declarativeManagement(request: MdmRequest<DeclarativeManagement>): Promise<CheckinAnswer>
+  getToken(request: MdmRequest<GetToken>): Promise<CheckinAnswer>
+  userAuthenticate(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
+  /** SetBootstrapToken, GetBootstrapToken, ReturnToService: device-enrollment messages. */
+  unsupported(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
+  commandReport(request: MdmRequest<CommandReport>): Promise<CheckinAnswer>
+}
+
+const refuse = (message: string, code = 'enrollment_mismatch') => new ForbiddenError(message, { code })
+
+export function createCheckinService(deps: CheckinDeps): CheckinService {
+  const { prisma } = deps
+
+  async function reauthenticate(teamId: string, reason: ReauthReason, enrollment?: string): Promise<CheckinAnswer> {
+    const team = await prisma.team.findUniqueOrThrow({ where: { id: teamId } })
+    return { kind: 'reauthenticate', enrollment, headers: await deps.challenge(team), reason }
+  }
+
+  /**
+   * The enrollment the signing certificate belongs to, which the message must name. Everything but
+   * Authenticate starts here.
+   */
+  async function boundEnrollment(device: DeviceCertificate, message: { EnrollmentID: string }): Promise<MdmEnrollment> {
+    const enrollment = await enrollmentForCertificate(prisma, device)
+    if (!enrollment) throw refuse(`certificate ${device.id} has not sent Authenticate`, 'not_authenticated')
+    if (enrollment.enrollmentId !== message.EnrollmentID) {
+      throw refuse(`certificate ${device.id} belongs to enrollment ${enrollment.id}, not to the EnrollmentID in the message`)
+    }
+    return enrollment
+  }
+
+  function live(enrollment: MdmEnrollment): void {
+    if (enrollment.status === 'checked_out') throw refuse(`enrollment ${enrollment.id} is checked out`, 'checked_out')
+  }
+
+  function bindingOf(enrollment: MdmEnrollment): UserBinding {
+    return { userId: enrollment.userId, teamId: enrollment.teamId, currentAccessTokenId: enrollment.currentAccessTokenId, signedInAt: enrollment.signedInAt }
+  }
+
+  /** What to store after the bearer rules accepted a request: the presented token becomes the current one. */
+  function seenUpdate(enrollment: MdmEnrollment, decision: Extract<BearerDecision, { ok: true }>, now: Date): SeenUpdate {
+    const p = decision.presented
+    if (!p) return { now }
+    // The clock of REAUTH_AFTER never runs backwards because an older, still valid token was presented.
+    const signedInAt = p.signedInAt > enrollment.signedInAt ? p.signedInAt : undefined
+    return { now, currentAccessTokenId: p.tokenId, signedInAt }
+  }
+
+  /** The common path of every message but Authenticate and CheckOut. */
+  async function admit(request: MdmRequest<{ EnrollmentID: string }>, now: Date) {
+    const enrollment = await boundEnrollment(request.device, request.message)
+    live(enrollment)
+    const decision = await checkBearer(deps, bindingOf(enrollment), request.authorization, now)
+    return { enrollment, decision }
+  }
+
+  function requireDeviceChannel(message: { MessageType: string; EnrollmentUserID?: string }): void {
+    // https://developer.apple.com/documentation/devicemanagement/authenticate: device channel only.
+    if (message.EnrollmentUserID) throw new BadRequestError(`${message.MessageType} is a device-channel message; it carries an EnrollmentUserID`, { code: 'invalid_checkin' })
+  }
+
+  const service: CheckinService = {
+    identify: (input, now = new Date()) => identifyDevice(deps, input, now),
+
+    checkin(request) {
+      const { message } = request
+      switch (message.MessageType) {
+        case 'Authenticate':
+          return service.authenticate({ ...request, message })
+        case 'TokenUpdate':
+          return service.tokenUpdate({ ...request, message })
+        case 'CheckOut':
+          return service.checkOut({ ...request, message })
+        case 'DeclarativeManagement':
+          return service.declarativeManagement({ ...request, message })
+        case 'GetToken':
+          return service.getToken({ ...request, message })
+        case 'UserAuthenticate':
+          return service.userAuthenticate(request)
+        default:
+          return service.unsupported(request)
+      }
+    },
+
+    /**
+     * Binds certificate, EnrollmentID, user, team and token. Devices retry, so the same certificate and
+     * EnrollmentID again is a success that changes nothing but the reported versions.
+     */
+    async authenticate(request) {
+      const { device, message } = request
+      const now = request.now ?? new Date()
+      requireDeviceChannel(message)
+      const existing = await enrollmentForCertificate(prisma, device)
+      if (existing) return authenticateAgain(request, existing, now)
+
+      // The topic is the one the enrollment profile was issued with (it can never change).
+      const profile = device.enrollmentProfileId ? await prisma.enrollmentProfile.findUnique({ where: { id: device.enrollmentProfileId }, select: { topic: true } }) : null
+      if (profile && profile.topic !== message.Topic) throw new BadRequestError('Topic is not the one of the enrollment profile', { code: 'topic_mismatch' })
+
+      const issuedFor = await prisma.accessToken.findUniqueOrThrow({ where: { id: device.accessTokenId } })
+      const binding: UserBinding = { userId: device.userId, teamId: device.teamId, currentAccessTokenId: issuedFor.id, signedInAt: await interactiveSignInTime(prisma, issuedFor) }
+      const decision = await checkBearer(deps, binding, request.authorization, now, { firstAuthenticate: true })
+      if (!decision.ok) return reauthenticate(device.teamId, decision.reason)
+
+      const created = await createEnrollment(prisma, {
+        enrollmentId: message.EnrollmentID,
+        certificate: device,
+        currentAccessTokenId: decision.presented?.tokenId ?? issuedFor.id,
+        signedInAt: decision.presented?.signedInAt ?? binding.signedInAt,
+        topic: message.Topic,
+        productName: message.ProductName,
+        osVersion: message.OSVersion,
+        buildVersion: message.BuildVersion,
+        now,
+      })
+      if (created) return { kind: 'ok', enrollment: created.id, note: 'enrollment created' }
+      // A unique index refused it: a concurrent Authenticate bound this certificate first (then this is a
+      // retry), or another certificate holds the EnrollmentID.
+      const raced = await enrollmentForCertificate(prisma, device)
+      if (raced) return authenticateAgain(request, raced, now)
+      const holder = await liveEnrollment(prisma, message.EnrollmentID)
+      throw refuse(`EnrollmentID belongs to enrollment ${holder?.id ?? '(gone)'} of another certificate`, 'enrollment_id_taken')
+    },
+
+    async tokenUpdate(request) {
+      const now = request.now ?? new Date()
+      const { enrollment, decision } = await admit(request, now)
+      if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+      const { message } = request
+      if (message.Topic !== enrollment.topic) throw new BadRequestError('Topic is not the one this enrollment authenticated with', { code: 'topic_mismatch' })
+      return withEnrollmentLock(prisma, enrollment.id, async (tx, current) => {
+        live(current)
+        const channel = await storeTokenUpdate(
+          tx,
+          current,
+          {
+            channelId: channelId(message),
+            enrollmentUserId: message.EnrollmentUserID,
+            userShortName: message.UserShortName,
+            userLongName: message.UserLongName,
+            topic: message.Topic,
+            pushToken: Buffer.from(message.Token).toString('hex'),
+            pushMagic: message.PushMagic,
+            awaitingConfiguration: message.AwaitingConfiguration ?? false,
+          },
+          seenUpdate(current, decision, now),
+        )
+        return { kind: 'ok', enrollment: current.id, note: current.status === 'authenticated' && !channel.enrollmentUserId ? 'enrollment active' : undefined }
+      })
+    },
+
+    /** Always 200 for the enrollment's own certificate: no bearer rules, and repeats change nothing. */
+    async checkOut(request) {
+      const now = request.now ?? new Date()
+      const enrollment = await boundEnrollment(request.device, request.message)
+      return withEnrollmentLock(prisma, enrollment.id, async (tx, current) => {
+        if (current.status === 'checked_out') return { kind: 'ok', enrollment: current.id, note: 'already checked out' }
+        await checkOutEnrollment(tx, current.id, now)
+        return { kind: 'ok', enrollment: current.id, note: 'checked out' }
+      })
+    },
+
+    /** The empty declaration set until declarations are served (PROTOCOL.md section 9). */
+    async declarativeManagement(request) {
+      const now = request.now ?? new Date()
+      const { enrollment, decision } = await admit(request, now)
+      if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+      await touchEnrollment(prisma, enrollment.id, seenUpdate(enrollment, decision, now))
+      const endpoint = parseDeclarativeEndpoint(request.message.Endpoint)
+      switch (endpoint.kind) {
+        case 'tokens':
+          return { kind: 'ok', enrollment: enrollment.id, json: emptyTokensResponse(enrollment.authenticatedAt) }
+        case 'declaration-items':
+          return { kind: 'ok', enrollment: enrollment.id, json: emptyDeclarationItemsResponse() }
+        case 'status':
+          return { kind: 'ok', enrollment: enrollment.id }
+        case 'declaration':
+          throw new NotFoundError(`no ${endpoint.type} declaration ${JSON.stringify(endpoint.identifier.slice(0, 64))}`)
+        case 'unknown':
+          throw new NotFoundError(`unknown declarative management endpoint ${JSON.stringify(request.message.Endpoint.slice(0, 64))}`)
+      }
+    },
+
+    /**
+     * The profile does not offer `com.apple.mdm.token`; for a service type the server does not serve,
+     * Apple asks for 400 (https://developer.apple.com/documentation/devicemanagement/get-token).
+     */
+    async getToken(request) {
+      const { enrollment, decision } = await admit(request, request.now ?? new Date())
+      if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+      throw new BadRequestError(`GetToken for ${JSON.stringify(request.message.TokenServiceType.slice(0, 64))} is not supported`, { code: 'unsupported_token_service' })
+    },
+
+    /**
+     * A macOS network or mobile user logging in. User enrollment manages the one user who enrolled, so
+     * this server declines: 410 to the first request, after which the client sends nothing more for that
+     * user's session. https://developer.apple.com/documentation/devicemanagement/user-authenticate and
+     * "Managing MDM Devices and Users in macOS" ("If the server won't manage a network user, it returns a
+     * 410 HTTP status code").
+     */
+    async userAuthenticate(request) {
+      const { enrollment, decision } = await admit(request, request.now ?? new Date())
+      if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+      return { kind: 'gone', enrollment: enrollment.id }
+    },
+
+    /** Apple's schema forbids these under user enrollment (mdm/checkin/*.yaml `userenrollment: forbidden`). */
+    async unsupported(request) {
+      const { enrollment, decision } = await admit(request, request.now ?? new Date())
+      if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+      throw new BadRequestError(`${request.message.MessageType} is not supported for user enrollments`, { code: 'unsupported_message' })
+    },
+
+    /**
+     * A report on the command channel. Until a command queue exists there is never a next command: every
+     * report is answered with an empty 200; a result for a command (none was sent) is ignored and logged.
+     */
+    async commandReport(request) {
+      const now = request.now ?? new Date()
+      const { enrollment, decision } = await admit(request, now)
+      if (enrollment.status !== 'active') throw refuse(`enrollment ${enrollment.id} has not sent TokenUpdate`, 'not_active')
+      const channel = await findChannel(prisma, enrollment.id, channelId(request.message))
+      if (!channel?.pushToken) throw refuse(`channel ${channelId(request.message)} has not sent TokenUpdate`, 'not_active')
+      if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+      await touchEnrollment(prisma, enrollment.id, seenUpdate(enrollment, decision, now))
+      await touchChannel(prisma, channel.id, now)
+      const { Status: status } = request.message
+      return { kind: 'ok', enrollment: enrollment.id, note: status === 'Idle' ? undefined : 'result for a command this server did not send: ignored' }
+    },
+  }
+
+  async function authenticateAgain(request: MdmRequest<Authenticate>, enrollment: MdmEnrollment, now: Date): Promise<CheckinAnswer> {
+    const { message } = request
+    if (enrollment.enrollmentId !== message.EnrollmentID) {
+      throw refuse(`certificate ${request.device.id} already authenticated enrollment ${enrollment.id} with another EnrollmentID`, 'certificate_bound')
+    }
+    if (enrollment.status === 'checked_out') throw refuse(`enrollment ${enrollment.id} is checked out; its certificate cannot start another`, 'checked_out')
+    if (message.Topic !== enrollment.topic) throw new BadRequestError('Topic is not the one this enrollment authenticated with', { code: 'topic_mismatch' })
+    const decision = await checkBearer(deps, bindingOf(enrollment), request.authorization, now)
+    if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+    await withEnrollmentLock(prisma, enrollment.id, async (tx, current) => {
+      live(current)
+      await updateAuthenticated(tx, current.id, { productName: message.ProductName, osVersion: message.OSVersion, buildVersion: message.BuildVersion }, seenUpdate(current, decision, now))
+    })
+    return { kind: 'ok', enrollment: enrollment.id, note: 'repeated Authenticate' }
+  }
+
+  return service
+}

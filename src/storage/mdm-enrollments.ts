@@ -1,0 +1,208 @@
+/**
+ * Storage of MDM enrollments, the certificates bound to them and their channels (tables mdm_enrollments,
+ * mdm_enrollment_certificates, mdm_channels). The binding rules are unique indexes (see the migration);
+ * this module turns their violations into answers instead of errors, and serialises the changes to one
+ * enrollment with a row lock so that concurrent messages from one device apply one after the other.
+ */
+import type { DeviceCertificate, MdmChannel, MdmEnrollment, Prisma, PrismaClient } from '../generated/prisma/client.js'
+
+type Db = PrismaClient | Prisma.TransactionClient
+type Tx = Prisma.TransactionClient
+
+export type EnrollmentStatus = 'authenticated' | 'active' | 'checked_out'
+
+/** Renewals of renewals: a device renews before each expiry; far more than any enrollment lives through. */
+const MAX_RENEWAL_DEPTH = 32
+
+/** True for a unique-index violation, from the Prisma API (P2002) or a raw query (P2010 + adapter cause). */
+export function isUniqueViolation(err: unknown): boolean {
+  const e = err as { code?: unknown; meta?: { driverAdapterError?: { cause?: { kind?: unknown; originalCode?: unknown } } } }
+  if (e?.code === 'P2002') return true
+  const cause = e?.meta?.driverAdapterError?.cause
+  return cause?.kind === 'UniqueConstraintViolation' || cause?.originalCode === '23505'
+}
+
+/** The enrollment a certificate is bound to, or null. */
+export async function enrollmentOfCertificate(db: Db, deviceCertificateId: string): Promise<MdmEnrollment | null> {
+  const binding = await db.mdmEnrollmentCertificate.findUnique({ where: { deviceCertificateId }, include: { enrollment: true } })
+  return binding?.enrollment ?? null
+}
+
+/**
+ * The enrollment `cert` belongs to. A certificate the SCEP CA issued for a RenewalReq (renewedFromId)
+ * continues the enrollment of the certificate it renewed: it is bound to that enrollment the first time
+ * it is used. Null when neither it nor any certificate it renews is bound.
+ */
+export async function enrollmentForCertificate(db: PrismaClient, cert: DeviceCertificate): Promise<MdmEnrollment | null> {
+  const bound = await enrollmentOfCertificate(db, cert.id)
+  if (bound || !cert.renewedFromId) return bound
+  let previousId: string | null = cert.renewedFromId
+  for (let depth = 0; previousId && depth < MAX_RENEWAL_DEPTH; depth++) {
+    const enrollment = await enrollmentOfCertificate(db, previousId)
+    // A checked-out enrollment takes no new certificates; the caller refuses the request.
+    if (enrollment?.status === 'checked_out') return enrollment
+    if (enrollment) {
+      try {
+        await db.mdmEnrollmentCertificate.create({ data: { deviceCertificateId: cert.id, mdmEnrollmentId: enrollment.id } })
+      } catch (err) {
+        // A concurrent request bound it first; whatever it bound is the answer.
+        if (!isUniqueViolation(err)) throw err
+        return enrollmentOfCertificate(db, cert.id)
+      }
+      return enrollment
+    }
+    const previous: { renewedFromId: string | null } | null = await db.deviceCertificate.findUnique({ where: { id: previousId }, select: { renewedFromId: true } })
+    previousId = previous?.renewedFromId ?? null
+  }
+  return null
+}
+
+export interface NewEnrollment {
+  enrollmentId: string
+  certificate: DeviceCertificate
+  currentAccessTokenId: string
+  signedInAt: Date
+  topic: string
+  productName?: string
+  osVersion?: string
+  buildVersion?: string
+  now: Date
+}
+
+/**
+ * Creates the enrollment, binds the certificate and creates the device channel, in one transaction.
+ * Null when a unique index refused it: the certificate is already bound (a concurrent Authenticate) or the
+ * EnrollmentID has a live enrollment already; the caller reads which.
+ */
+export async function createEnrollment(prisma: PrismaClient, e: NewEnrollment): Promise<MdmEnrollment | null> {
+  try {
+    return await prisma.$transaction(async (tx) => {
+      const enrollment = await tx.mdmEnrollment.create({
+        data: {
+          enrollmentId: e.enrollmentId,
+          userId: e.certificate.userId,
+          teamId: e.certificate.teamId,
+          accessTokenId: e.certificate.accessTokenId,
+          enrollmentProfileId: e.certificate.enrollmentProfileId,
+          currentAccessTokenId: e.currentAccessTokenId,
+          signedInAt: e.signedInAt,
+          status: 'authenticated' satisfies EnrollmentStatus,
+          topic: e.topic,
+          productName: e.productName ?? null,
+          osVersion: e.osVersion ?? null,
+          buildVersion: e.buildVersion ?? null,
+          authenticatedAt: e.now,
+          lastSeenAt: e.now,
+          createdAt: e.now,
+        },
+      })
+      await tx.mdmEnrollmentCertificate.create({ data: { deviceCertificateId: e.certificate.id, mdmEnrollmentId: enrollment.id, boundAt: e.now } })
+      await tx.mdmChannel.create({ data: { mdmEnrollmentId: enrollment.id, channelId: e.enrollmentId, topic: e.topic, lastSeenAt: e.now, createdAt: e.now } })
+      return enrollment
+    })
+  } catch (err) {
+    if (isUniqueViolation(err)) return null
+    throw err
+  }
+}
+
+/** The live (not checked out) enrollment with this EnrollmentID, if any. */
+export function liveEnrollment(db: Db, enrollmentId: string): Promise<MdmEnrollment | null> {
+  return db.mdmEnrollment.findFirst({ where: { enrollmentId, status: { not: 'checked_out' } } })
+}
+
+/**
+ * Runs `fn` in a transaction holding the enrollment's row lock, with the enrollment as it is now (another
+ * request may have changed it since the caller read it).
+ */
+export async function withEnrollmentLock<T>(prisma: PrismaClient, id: string, fn: (tx: Tx, enrollment: MdmEnrollment) => Promise<T>): Promise<T> {
+  return prisma.$transaction(async (tx) => {
+    await tx.$queryRaw`SELECT id FROM mdm_enrollments WHERE id = ${id}::uuid FOR UPDATE`
+    const enrollment = await tx.mdmEnrollment.findUniqueOrThrow({ where: { id } })
+    return fn(tx, enrollment)
+  })
+}
+
+/** What a request accepted about the user's token; null fields are left as they are. */
+export interface SeenUpdate {
+  now: Date
+  currentAccessTokenId?: string
+  signedInAt?: Date
+}
+
+function seen(u: SeenUpdate): Prisma.MdmEnrollmentUpdateInput {
+  return {
+    lastSeenAt: u.now,
+    ...(u.currentAccessTokenId ? { currentAccessTokenId: u.currentAccessTokenId } : {}),
+    ...(u.signedInAt ? { signedInAt: u.signedInAt } : {}),
+  }
+}
+
+/** A repeated Authenticate: refresh what the device reported. */
+export function updateAuthenticated(tx: Tx, id: string, device: { productName?: string; osVersion?: string; buildVersion?: string }, u: SeenUpdate) {
+  return tx.mdmEnrollment.update({
+    where: { id },
+    data: {
+      ...seen(u),
+      ...(device.productName !== undefined ? { productName: device.productName } : {}),
+      ...(device.osVersion !== undefined ? { osVersion: device.osVersion } : {}),
+      ...(device.buildVersion !== undefined ? { buildVersion: device.buildVersion } : {}),
+    },
+  })
+}
+
+/** The enrollment was seen (any message): last-seen time and the accepted token. */
+export function touchEnrollment(db: Db, id: string, u: SeenUpdate) {
+  return db.mdmEnrollment.update({ where: { id }, data: seen(u) })
+}
+
+export function touchChannel(db: Db, id: string, now: Date) {
+  return db.mdmChannel.update({ where: { id }, data: { lastSeenAt: now } })
+}
+
+export interface ChannelToken {
+  channelId: string
+  enrollmentUserId?: string
+  userShortName?: string
+  userLongName?: string
+  topic: string
+  pushToken: string
+  pushMagic: string
+  awaitingConfiguration: boolean
+}
+
+/**
+ * Stores a TokenUpdate on its channel (the device channel exists since Authenticate; a user channel is
+ * created by its first TokenUpdate). The first device-channel TokenUpdate makes the enrollment active.
+ * Call with the enrollment's lock held.
+ */
+export async function storeTokenUpdate(tx: Tx, enrollment: MdmEnrollment, t: ChannelToken, u: SeenUpdate): Promise<MdmChannel> {
+  const data = {
+    topic: t.topic,
+    pushToken: t.pushToken,
+    pushMagic: t.pushMagic,
+    awaitingConfiguration: t.awaitingConfiguration,
+    tokenUpdatedAt: u.now,
+    lastSeenAt: u.now,
+    ...(t.userShortName !== undefined ? { userShortName: t.userShortName } : {}),
+    ...(t.userLongName !== undefined ? { userLongName: t.userLongName } : {}),
+  }
+  const channel = await tx.mdmChannel.upsert({
+    where: { mdmEnrollmentId_channelId: { mdmEnrollmentId: enrollment.id, channelId: t.channelId } },
+    create: { mdmEnrollmentId: enrollment.id, channelId: t.channelId, enrollmentUserId: t.enrollmentUserId ?? null, createdAt: u.now, ...data },
+    update: data,
+  })
+  const activate = !t.enrollmentUserId && enrollment.status === 'authenticated' ? { status: 'active' satisfies EnrollmentStatus, activatedAt: u.now } : {}
+  await tx.mdmEnrollment.update({ where: { id: enrollment.id }, data: { ...seen(u), ...activate } })
+  return channel
+}
+
+/** CheckOut: the enrollment becomes history and no channel keeps a push token. Call with the lock held. */
+export async function checkOutEnrollment(tx: Tx, id: string, now: Date): Promise<void> {
+  await tx.mdmEnrollment.update({ where: { id }, data: { status: 'checked_out' satisfies EnrollmentStatus, checkedOutAt: now, lastSeenAt: now } })
+  await tx.mdmChannel.updateMany({ where: { mdmEnrollmentId: id }, data: { pushToken: null, pushMagic: null } })
+}
+
+export function findChannel(db: Db, mdmEnrollmentId: string, channelId: string): Promise<MdmChannel | null> {
+  return db.mdmChannel.findUnique({ where: { mdmEnrollmentId_channelId: { mdmEnrollmentId, channelId } } })
+}

@@ -1,0 +1,167 @@
+/**
+ * An emulated Apple device for the check-in and command channels. It enrolls the way a device does,
+ * through the real endpoints: the recorded enroll body with a signed-in user's token gets a signed
+ * profile; the profile's SCEP challenge, sent with the requester side of our SCEP codec from a fresh RSA
+ * key, gets the identity certificate; then it PUTs the recorded check-in plists (its own EnrollmentID and
+ * the profile's Topic written in) signed with that identity: `Mdm-Signature` is a detached CMS made with
+ * node:crypto (SHA-1 like real devices by default) or, for independence, by `openssl cms -sign`.
+ */
+import { randomUUID, type X509Certificate } from 'node:crypto'
+import type { App } from '../../src/app.js'
+import { signCms } from '../../src/pki/cms.js'
+import type { DigestName } from '../../src/pki/oids.js'
+import { buildPlist, parsePlistDict, type PlistDict, type PlistValue } from '../../src/protocol/plist.js'
+import { payloadOf, postEnroll, signIn, verifyProfile } from '../enroll/helpers.js'
+import { fixtureText } from './fixtures.js'
+import { openssl } from './openssl.js'
+import { certRep, issuedCertificate, postPkiOperation, rsaKeys, scepRequest, type KeyPair } from './scep.js'
+
+/** The EnrollmentID and Topic in the recorded plists, replaced by each device's own. */
+const RECORDED_ENROLLMENT_ID = 'FB833D84-50C0-41DD-99DE-F748E44FFEF5'
+const RECORDED_TOPIC = 'com.apple.mgmt.External.XXXXX'
+
+export const CHECKIN = 'application/x-apple-aspen-mdm-checkin'
+export const COMMAND = 'application/x-apple-aspen-mdm'
+
+export type Recorded = 'authenticate' | 'token-update' | 'idle'
+const FIXTURES: Record<Recorded, string> = {
+  authenticate: 'checkin.authenticate.ios18.plist',
+  'token-update': 'checkin.token-update.ios18.plist',
+  idle: 'command.idle.ios18.plist',
+}
+
+export interface SignedInUser {
+  token: string
+  tokenId: string
+  userId: string
+}
+
+export interface PutOptions {
+  contentType?: string | null
+  /** The bearer token; the device's own by default, null for none (macOS device channel). */
+  token?: string | null
+  /** Replaces the computed Mdm-Signature (null: none). */
+  signature?: string | null
+  /** Who signs: this device by default. */
+  signer?: { certificate: X509Certificate; privateKey: KeyPair['privateKey'] }
+  digest?: DigestName
+  /** Sign with the openssl command line instead of node:crypto. */
+  openssl?: boolean
+  headers?: Record<string, string>
+}
+
+export class Device {
+  constructor(
+    readonly app: App,
+    readonly keys: KeyPair,
+    readonly certificate: X509Certificate,
+    /** The user who signed in to enroll; `token` is what the device presents as bearer. */
+    readonly user: SignedInUser,
+    readonly topic: string,
+    readonly path: string,
+    public enrollmentId: string = randomUUID().toUpperCase(),
+    public token: string | null = user.token,
+  ) {}
+
+  /** A recorded plist with this device's EnrollmentID and Topic; `changes` rebuild it (null deletes a key). */
+  body(kind: Recorded, changes?: Record<string, PlistValue | null>): Buffer {
+    const text = fixtureText(FIXTURES[kind]).replaceAll(RECORDED_ENROLLMENT_ID, this.enrollmentId).replaceAll(RECORDED_TOPIC, this.topic)
+    if (!changes) return Buffer.from(text, 'utf8')
+    const dict: PlistDict = parsePlistDict(text)
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === null) delete dict[k]
+      else dict[k] = v
+    }
+    return Buffer.from(buildPlist(dict), 'utf8')
+  }
+
+  /** A check-in message of any type built from scratch (the recorded ones come from `body`). */
+  message(fields: Record<string, PlistValue>): Buffer {
+    return Buffer.from(buildPlist({ EnrollmentID: this.enrollmentId, ...fields }), 'utf8')
+  }
+
+  /** Base64 detached CMS over exactly `body`. */
+  sign(body: Uint8Array, options: Pick<PutOptions, 'signer' | 'digest' | 'openssl'> = {}): string {
+    const signer = options.signer ?? { certificate: this.certificate, privateKey: this.keys.privateKey }
+    if (options.openssl) return opensslSign(body, [signer]).toString('base64')
+    return signCms({ content: body, certificate: signer.certificate, privateKey: signer.privateKey, detached: true, digest: options.digest ?? 'sha1' }).toString('base64')
+  }
+
+  put(body: Uint8Array | string, options: PutOptions = {}) {
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body)
+    const headers: Record<string, string> = { 'user-agent': 'MDM/1.0', ...options.headers }
+    if (options.contentType !== null) headers['content-type'] = options.contentType ?? CHECKIN
+    const token = options.token === undefined ? this.token : options.token
+    if (token) headers.authorization = `Bearer ${token}`
+    const signature = options.signature === undefined ? this.sign(bytes, options) : options.signature
+    if (signature !== null) headers['mdm-signature'] = signature
+    return this.app.inject({ method: 'PUT', url: this.path, headers, payload: bytes })
+  }
+
+  authenticate(options?: PutOptions) {
+    return this.put(this.body('authenticate'), options)
+  }
+
+  tokenUpdate(options?: PutOptions, changes?: Record<string, PlistValue | null>) {
+    return this.put(this.body('token-update', changes), options)
+  }
+
+  idle(options?: PutOptions, changes?: Record<string, PlistValue | null>) {
+    return this.put(this.body('idle', changes), { contentType: COMMAND, ...options })
+  }
+
+  checkOut(options?: PutOptions) {
+    return this.put(this.message({ MessageType: 'CheckOut', Topic: this.topic }), options)
+  }
+}
+
+/** `openssl cms -sign -binary -outform DER`: detached, one SignerInfo per signer. */
+export function opensslSign(body: Uint8Array, signers: { certificate: X509Certificate; privateKey: KeyPair['privateKey'] }[]): Buffer {
+  const o = openssl()
+  try {
+    const args = ['cms', '-sign', '-binary', '-outform', 'DER', '-in', o.file('body', body)]
+    signers.forEach((s, i) => {
+      args.push('-signer', o.file(`signer${i}.pem`, s.certificate.toString()), '-inkey', o.file(`signer${i}.key`, s.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string))
+    })
+    return o.run(args)
+  } finally {
+    o.close()
+  }
+}
+
+/**
+ * A device enrolled through the real endpoints: sign-in (a token minted for a new user, or `user`),
+ * enroll with the recorded body, SCEP with the profile's challenge.
+ */
+export async function enrollDevice(app: App, options: { user?: SignedInUser } = {}): Promise<Device> {
+  const user = options.user ?? (await signIn(app))
+  const res = await postEnroll(app, { token: user.token })
+  if (res.statusCode !== 200) throw new Error(`enroll answered ${res.statusCode}`)
+  const profile = verifyProfile(app, res.rawPayload)
+  const mdm = payloadOf(profile, 'com.apple.mdm')
+  const scep = payloadOf(profile, 'com.apple.security.scep').PayloadContent as PlistDict
+  const keys = rsaKeys()
+  const request = scepRequest(app, { challenge: scep.Challenge as string, keys })
+  const reply = await postPkiOperation(app, request.der)
+  const certificate = issuedCertificate(certRep(app, reply.rawPayload, request.signer))
+  return new Device(app, keys, certificate, user, mdm.Topic as string, new URL(mdm.ServerURL as string).pathname)
+}
+
+/** Every row check-in may write, in full: "nothing written" means this does not change. */
+export async function checkinRows(app: App) {
+  const prisma = app.db.prisma
+  return {
+    enrollments: await prisma.mdmEnrollment.findMany({ orderBy: { id: 'asc' } }),
+    certificates: await prisma.mdmEnrollmentCertificate.findMany({ orderBy: { deviceCertificateId: 'asc' } }),
+    channels: await prisma.mdmChannel.findMany({ orderBy: { id: 'asc' } }),
+  }
+}
+
+/** A device that has sent Authenticate and TokenUpdate. */
+export async function activeDevice(app: App, options: { user?: SignedInUser } = {}): Promise<Device> {
+  const device = await enrollDevice(app, options)
+  for (const res of [await device.authenticate(), await device.tokenUpdate()]) {
+    if (res.statusCode !== 200) throw new Error(`check-in answered ${res.statusCode}: ${res.body}`)
+  }
+  return device
+}
