@@ -7,7 +7,9 @@ import { SignInError, type SignInContext, type VerifiedSignIn } from './index.js
 
 export const DEV_ISSUER = 'dev'
 
-const EMAIL = /^[^\s@<>"]+@[^\s@<>"]+$/
+// No white space or control characters (Postgres text cannot even hold U+0000).
+// eslint-disable-next-line no-control-regex
+const EMAIL = /^[^\s\u0000-\u001f\u007f@<>"]+@[^\s\u0000-\u001f\u007f@<>"]+$/
 
 export function devSignIn(context: SignInContext, email: string): VerifiedSignIn {
   const value = email.trim()

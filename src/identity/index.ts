@@ -29,6 +29,7 @@ export type SignInFailure =
   | 'missing_identity'
   | 'identifier_mismatch'
   | 'group_not_allowed'
+  | 'user_inactive'
   | 'unknown_team'
   | 'not_configured'
 
@@ -41,6 +42,7 @@ const USER_MESSAGES: Record<SignInFailure, { status: number; message: string }> 
   missing_identity: { status: 400, message: 'Your identity provider did not say who you are (no user name or email address was sent).' },
   identifier_mismatch: { status: 403, message: 'You signed in with a different account from the one entered on the device. Sign in with the same account.' },
   group_not_allowed: { status: 403, message: 'Your account is not allowed to enroll devices here. Ask your IT department for access.' },
+  user_inactive: { status: 403, message: 'Your account has been disabled for device enrollment. Ask your IT department.' },
   unknown_team: { status: 404, message: 'This enrollment link is not valid.' },
   not_configured: { status: 404, message: 'This sign-in method is not available on this server.' },
 }

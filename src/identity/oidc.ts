@@ -96,18 +96,27 @@ export class OidcClient {
     const tokens = await this.call('code redemption', () => oidc.authorizationCodeGrant(configuration, callback, { idTokenExpected: true }))
     const idClaims = this.checkIdToken(tokens)
     const notes: string[] = []
-    let userinfo: Record<string, unknown> = {}
+    const userinfo = await this.userinfoIfNeeded(configuration, tokens.access_token, idClaims)
+    // The ID token already proved who signed in; userinfo only adds details.
+    if (userinfo.failure) notes.push(`userinfo failed, using the ID token's claims only: ${userinfo.failure}`)
+    return { claims: this.identity(idClaims, userinfo.claims, notes), idpRefreshToken: tokens.refresh_token, notes }
+  }
+
+  /**
+   * Userinfo, fetched when the ID token lacks the email, name or groups claim (IdPs such as oidc-provider
+   * and Keycloak put scope claims there rather than in the ID token). An unreachable IdP is an error; any
+   * other userinfo failure is reported in `failure` with no claims.
+   */
+  private async userinfoIfNeeded(configuration: oidc.Configuration, accessToken: string, idClaims: oidc.IDToken): Promise<{ claims: Record<string, unknown>; failure?: string }> {
     const { email, name, groups } = this.settings.claims
-    if ((idClaims[email] === undefined || idClaims[name] === undefined || idClaims[groups] === undefined) && metadata.userinfo_endpoint) {
-      try {
-        userinfo = await this.call('userinfo', () => oidc.fetchUserInfo(configuration, tokens.access_token, idClaims.sub))
-      } catch (err) {
-        // The ID token already proved who signed in; userinfo only adds details.
-        if (err instanceof OidcError && err.kind === 'unavailable') throw err
-        notes.push(`userinfo failed, using the ID token's claims only: ${(err as Error).message}`)
-      }
+    const complete = idClaims[email] !== undefined && idClaims[name] !== undefined && idClaims[groups] !== undefined
+    if (complete || !configuration.serverMetadata().userinfo_endpoint) return { claims: {} }
+    try {
+      return { claims: await this.call('userinfo', () => oidc.fetchUserInfo(configuration, accessToken, idClaims.sub)) }
+    } catch (err) {
+      if (err instanceof OidcError && err.kind === 'unavailable') throw err
+      return { claims: {}, failure: (err as Error).message }
     }
-    return { claims: this.identity(idClaims, userinfo, notes), idpRefreshToken: tokens.refresh_token, notes }
   }
 
   /**
@@ -121,7 +130,10 @@ export class OidcClient {
     if (tokens.id_token) {
       const idClaims = this.checkIdToken(tokens)
       if (idClaims.sub !== subject) throw new OidcError('invalid_response', 'the ID token from the refresh names another subject')
-      claims = this.identity(idClaims, {}, [])
+      // Completed from userinfo like at sign-in; when that fails, no claims at all rather than partial
+      // ones that would erase the stored email, name and groups.
+      const userinfo = await this.userinfoIfNeeded(configuration, tokens.access_token, idClaims)
+      if (!userinfo.failure) claims = this.identity(idClaims, userinfo.claims, [])
     }
     return { idpRefreshToken: tokens.refresh_token, claims }
   }

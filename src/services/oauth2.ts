@@ -20,6 +20,7 @@ import {
   sealIdpRefreshToken,
   type IssuedTokens,
 } from './oauth2-grants.js'
+import { teamGroupRefusal } from './sign-in-policy.js'
 import { findTeamByEnrollmentToken } from './teams.js'
 import { upsertUser } from './tokens.js'
 
@@ -123,6 +124,8 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
       throw idpFailure(err, 'authorization code')
     }
     const { claims } = signIn
+    const groupRefusal = teamGroupRefusal(config.sso.teamGroups, team.name, claims.groups)
+    if (groupRefusal) throw invalidGrant(`${claims.subject} is ${groupRefusal}`)
     const issued = await prisma.$transaction(async (tx) => {
       const user = await upsertUser(tx, claims)
       if (!user.active) return { user, tokens: undefined }
@@ -173,6 +176,13 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
           if (failure.error === 'invalid_grant') await revokeGrant(prisma, grant.id, 'idp_refused', now)
           throw failure
         }
+      }
+      // Group membership is checked again on every refresh: with the IdP's fresh claims when it sent
+      // some, else with what was stored at the last sign-in. Leaving the group ends the grant.
+      const groupRefusal = teamGroupRefusal(config.sso.teamGroups, team.name, refreshed?.claims?.groups ?? user.groups)
+      if (groupRefusal) {
+        await revokeGrant(prisma, grant.id, 'group_not_allowed', now)
+        throw invalidGrant(`${user.subject} is ${groupRefusal}: grant ${grant.id} revoked`)
       }
       const issued = await prisma.$transaction(async (tx) => {
         if (refreshed?.idpRefreshToken) await tx.oAuth2Grant.update({ where: { id: grant.id }, data: sealIdpRefreshToken(box, grant.id, refreshed.idpRefreshToken) })

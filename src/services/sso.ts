@@ -11,6 +11,7 @@ import { SignInError, type VerifiedSignIn } from '../identity/index.js'
 import { SamlServiceProvider, type SamlPost } from '../identity/saml/provider.js'
 import { authenticationResultsUrl } from '../protocol/web-signin.js'
 import type { ServerUrls } from '../protocol/urls.js'
+import { teamGroupRefusal } from './sign-in-policy.js'
 import { findTeamByEnrollmentToken } from './teams.js'
 import { mintAccessToken, upsertUser } from './tokens.js'
 
@@ -78,11 +79,12 @@ export function createSsoService(deps: SsoDeps): SsoService {
     const found = await prisma.team.findUnique({ where: { id: context.teamId } })
     if (!found) throw new SignInError('unknown_team', `team ${context.teamId} no longer exists`)
     const target = usesWebSignIn(found)
-    const allowed = policy.teamGroups[target.name]
-    if (allowed && !(claims.groups ?? []).some((g) => allowed.includes(g))) {
-      throw new SignInError('group_not_allowed', `${claims.subject} is in none of the groups allowed for team "${target.name}" (SSO_TEAM_GROUPS)`)
-    }
+    const groupRefusal = teamGroupRefusal(policy.teamGroups, target.name, claims.groups)
+    if (groupRefusal) throw new SignInError('group_not_allowed', `${claims.subject} is ${groupRefusal}`)
     const user = await upsertUser(prisma, claims)
+    // A deactivated user would get a token the enroll endpoint refuses, and the device would ask for the
+    // sign-in again, forever: stop here with a page that says why.
+    if (!user.active) throw new SignInError('user_inactive', `user ${user.id} is deactivated`)
     const { token, record } = await mintAccessToken(prisma, {
       userId: user.id,
       teamId: target.id,

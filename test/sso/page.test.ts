@@ -139,12 +139,26 @@ describe('development sign-in', () => {
     expect(checkTokenForEnrollment(record, dev.app.defaultTeam.id)).toBeNull()
   })
 
+  it('refuses a deactivated user with a 403 page instead of a token the enroll endpoint would refuse', async () => {
+    const fields = { enrollmentToken: dev.app.defaultTeam.enrollmentToken, email: 'gone@example.test' }
+    const post = () =>
+      dev.app.inject({ method: 'POST', url: '/api/v1/mdm/sso/dev', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams(fields).toString() })
+    expect((await post()).statusCode).toBe(308)
+    await dev.app.db.prisma.user.updateMany({ where: { issuer: 'dev', subject: 'gone@example.test' }, data: { active: false } })
+    const tokens = await dev.app.db.prisma.accessToken.count()
+    const res = await post()
+    expectErrorPage(res, 403)
+    expect(res.body).toContain('disabled')
+    expect(await dev.app.db.prisma.accessToken.count()).toBe(tokens)
+  })
+
   it('refuses a missing or malformed email, and is not there at all when an IdP is configured', async () => {
     const before = await counts(dev.app)
     const post = (app: TestApp, fields: Record<string, string>) =>
       app.app.inject({ method: 'POST', url: '/api/v1/mdm/sso/dev', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams(fields).toString() })
     expectErrorPage(await post(dev, {}), 400)
     expectErrorPage(await post(dev, { email: 'not an email' }), 400)
+    expectErrorPage(await post(dev, { email: 'nul\u0000byte@example.test' }), 400)
     expect(await counts(dev.app)).toEqual(before)
 
     const page = await saml.app.inject('/mdm/sso')
