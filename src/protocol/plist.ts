@@ -7,13 +7,15 @@
  * turns unknown elements into undefined and logs parse errors to stderr (SECURITY.md, "plist 5.x").
  *
  * Before the XML parser runs, a pre-scan refuses: anything not starting with `<?xml` or `<plist`; any
- * DOCTYPE other than Apple's public one, entity declarations and processing instructions; nesting deeper
- * than `maxDepth`. The walker refuses duplicate keys, `__proto__`/`constructor`/`prototype` keys,
+ * DOCTYPE other than Apple's public one, entity declarations and processing instructions. After it,
+ * nesting deeper than `maxDepth` is refused on the parsed tree (before our recursive walker runs). The
+ * walker refuses control characters, duplicate keys, `__proto__`/`constructor`/`prototype` keys,
  * integers that do not fit a JavaScript number, malformed data/date/real values and unknown elements.
  */
 import { DOMParser, type Element, type Node as XmlNode } from '@xmldom/xmldom'
 import { build as buildXml, type PlistValue } from 'plist'
 import { BadRequestError } from '../errors.js'
+import { elementDepthExceeds, XML_ILLEGAL_CHARACTERS } from './xml-limits.js'
 
 export type { PlistValue }
 export type PlistDict = { [key: string]: PlistValue }
@@ -35,7 +37,7 @@ const APPLE_DOCTYPE = /^<!DOCTYPE\s+plist\s+PUBLIC\s+"-\/\/Apple\/\/DTD PLIST 1\
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
 
 /** Checks the raw XML text; throws PlistError for anything the XML parser must not see. */
-function prescan(xml: string, maxDepth: number): void {
+function prescan(xml: string): void {
   const body = xml.replace(/^\uFEFF?\s*/, '')
   if (!body.startsWith('<?xml') && !body.startsWith('<plist')) {
     throw new PlistError(body.startsWith('bplist') ? 'binary plists are not accepted' : 'body is not an XML property list')
@@ -51,12 +53,6 @@ function prescan(xml: string, maxDepth: number): void {
       throw new PlistError('DOCTYPE declarations other than the Apple plist DOCTYPE are not accepted')
     }
     throw new PlistError('XML declarations, entities and processing instructions are not accepted')
-  }
-  let depth = 0
-  for (const m of body.matchAll(/<(\/?)[A-Za-z][^\s/>]*[^>]*?(\/?)>/g)) {
-    if (m[2]) continue // self-closing
-    if (m[1]) depth--
-    else if (++depth > maxDepth + 1) throw new PlistError(`plist nested deeper than ${maxDepth}`)
   }
 }
 
@@ -76,7 +72,7 @@ export function parsePlist(input: Uint8Array | string, limits: PlistLimits = {})
       throw new PlistError('plist is not valid UTF-8')
     }
   }
-  prescan(xml, maxDepth)
+  prescan(xml)
   let root: Element | null
   try {
     const doc = new DOMParser({
@@ -92,6 +88,8 @@ export function parsePlist(input: Uint8Array | string, limits: PlistLimits = {})
     throw new PlistError(`malformed XML: ${(err as Error).message.split('\n')[0]}`, { cause: err })
   }
   if (!root || root.nodeName !== 'plist') throw new PlistError('the root element is not <plist>')
+  // <plist> itself is one level; maxDepth counts the dict/array levels below it plus the leaf.
+  if (elementDepthExceeds(root, maxDepth + 1)) throw new PlistError(`plist nested deeper than ${maxDepth}`)
   const items = elementChildren(root)
   if (items.length !== 1) throw new PlistError('<plist> must contain exactly one value')
   return readValue(items[0]!)
@@ -120,6 +118,8 @@ function textOf(node: Element): string {
     if (c.nodeType === TEXT_NODE || c.nodeType === CDATA_NODE) text += c.nodeValue ?? ''
     else if (c.nodeType !== COMMENT_NODE) throw new PlistError(`unexpected element inside <${node.nodeName}>`)
   }
+  // Character references such as &#0; reach here decoded; XML forbids them, and so does Postgres text.
+  if (XML_ILLEGAL_CHARACTERS.test(text)) throw new PlistError(`<${node.nodeName}> contains a control character`)
   return text
 }
 

@@ -6,7 +6,9 @@
  * hash, and tied to one user and one team. Within its enrollment window (ENROLLMENT_WINDOW, default 1 h)
  * it may fetch an enrollment profile; after that it can no longer start anything new.
  */
+import { BadRequestError } from '../errors.js'
 import type { AccessToken, Prisma, PrismaClient, Team, User } from '../generated/prisma/client.js'
+import { XML_ILLEGAL_CHARACTERS } from '../protocol/xml-limits.js'
 import { hashSecret, MAX_SECRET_LENGTH, newSecret } from './secrets.js'
 
 export type SignInMethod = 'saml' | 'oauth2' | 'dev'
@@ -31,6 +33,12 @@ type Db = PrismaClient | Prisma.TransactionClient
 
 /** Creates or refreshes the user the IdP vouched for. */
 export async function upsertUser(prisma: Db, claims: IdentityClaims): Promise<User> {
+  // An IdP value with a control character (a decoded &#0; in a SAML NameID, say) is refused here, where
+  // every sign-in method meets the database: Postgres text cannot hold U+0000.
+  const values = [claims.issuer, claims.subject, claims.email, claims.displayName, ...(claims.groups ?? [])]
+  if (values.some((v) => typeof v === 'string' && XML_ILLEGAL_CHARACTERS.test(v))) {
+    throw new BadRequestError('the identity provider sent a user attribute with a control character', { code: 'invalid_identity' })
+  }
   const data = {
     email: claims.email ?? null,
     displayName: claims.displayName ?? null,

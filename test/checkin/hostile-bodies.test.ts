@@ -130,6 +130,13 @@ describe('row 5: deep nesting', () => {
   it('10,000 nested arrays and dicts are refused without a crash', async () => {
     await rejected(plist(`${'<array>'.repeat(10_000)}${'</array>'.repeat(10_000)}`), 400, /nested deeper than/)
     await rejected(plist(`${'<dict><key>a</key>'.repeat(10_000)}<true/>${'</dict>'.repeat(10_000)}`), 400, /nested deeper than/, COMMAND)
+    // Markup inside an attribute value once fooled a text scan for depth (and the stack overflowed: 500).
+    await rejected(plist(`${'<array a="/>">'.repeat(30_000)}${'</array>'.repeat(30_000)}`), 400, /nested deeper than/)
+    expect((await device.idle()).statusCode).toBe(200)
+  })
+
+  it('a control character (&#0;) in a string is refused before it reaches the database', async () => {
+    await rejected(dict(`${str('MessageType', 'Authenticate')}${str('EnrollmentID', device.enrollmentId)}${str('Topic', 'com.apple.mgmt.x')}<key>ProductName</key><string>X&#0;Y</string>`), 400, /control character/)
     expect((await device.idle()).statusCode).toBe(200)
   })
 })

@@ -41,6 +41,7 @@ describe('inspectResponse', () => {
     expect(refusal(() => inspectResponse('%%%')).message).toMatch(/not base64/)
     expect(refusal(() => inspectResponse(Buffer.from([0xff, 0xfe, 0x00]).toString('base64'))).message).toMatch(/UTF-8/)
     expect(refusal(() => inspectResponse(b64(`${'<a>'.repeat(100)}${'</a>'.repeat(100)}`))).message).toMatch(/nested deeper/)
+    expect(refusal(() => inspectResponse(b64(`${'<a b="/>">'.repeat(100)}${'</a>'.repeat(100)}`))).message).toMatch(/nested deeper/)
   })
 
   it('throws only its own refusals, whatever the input', () => {

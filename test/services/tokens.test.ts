@@ -61,6 +61,19 @@ describe('access tokens', () => {
     expect(checkTokenForEnrollment(await findAccessToken(prisma, refreshed.token), teamId)).toBe('refreshed')
   })
 
+  it('upsertUser refuses IdP values with control characters (400) and writes nothing', async () => {
+    const prisma = t.app.db.prisma
+    const before = await prisma.user.count()
+    for (const claims of [
+      { issuer: 'https://idp.example.test', subject: 'nul\u0000subject' },
+      { issuer: 'https://idp.example.test', subject: 'eve', email: 'eve\u0000@example.test' },
+      { issuer: 'https://idp.example.test', subject: 'eve', groups: ['ok', 'bad\u0001'] },
+    ]) {
+      await expect(upsertUser(prisma, claims)).rejects.toMatchObject({ status: 400, code: 'invalid_identity' })
+    }
+    expect(await prisma.user.count()).toBe(before)
+  })
+
   it('upsertUser keeps one row per issuer and subject', async () => {
     const prisma = t.app.db.prisma
     const a = await upsertUser(prisma, { issuer: 'https://idp.example.test', subject: 'carol', email: 'old@example.test' })

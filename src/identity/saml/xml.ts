@@ -8,6 +8,7 @@
  * first text node (CVE-2017-11427 and relatives). Refusing every comment closes that class for good.
  */
 import { DOMParser, type Document, type Element, type Node as XmlNode } from '@xmldom/xmldom'
+import { elementDepthExceeds } from '../../protocol/xml-limits.js'
 
 export const NS = {
   protocol: 'urn:oasis:names:tc:SAML:2.0:protocol',
@@ -33,12 +34,6 @@ export function parseStrictXml(xml: string): Document {
     if (/^<!DOCTYPE/i.test(tag)) throw new XmlRefused('DOCTYPE declarations are not accepted')
     throw new XmlRefused('entity declarations and processing instructions are not accepted')
   }
-  let depth = 0
-  for (const m of body.matchAll(/<(\/?)[A-Za-z_][^\s/>]*[^>]*?(\/?)>/g)) {
-    if (m[2]) continue
-    if (m[1]) depth--
-    else if (++depth > MAX_DEPTH) throw new XmlRefused(`XML nested deeper than ${MAX_DEPTH}`)
-  }
   // xmldom wraps what onError throws into its own ParseError; keep ours to rethrow it unwrapped.
   let refused: XmlRefused | undefined
   try {
@@ -49,6 +44,8 @@ export function parseStrictXml(xml: string): Document {
       },
     }).parseFromString(body, 'text/xml')
     if (!doc.documentElement) throw new XmlRefused('no root element')
+    // Checked on the parsed tree: a text scan can be fooled by markup inside attribute values.
+    if (elementDepthExceeds(doc.documentElement, MAX_DEPTH)) throw new XmlRefused(`XML nested deeper than ${MAX_DEPTH}`)
     return doc
   } catch (err) {
     if (refused) throw refused
