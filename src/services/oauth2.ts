@@ -63,7 +63,8 @@ const MAX_CODE_LENGTH = 4096
 
 export interface TokenRequest {
   /** The path's team token (the `token-url` of the team's challenge). */
-  teamToken: string
+  /** The path's team token; undefined for the Default team's token URL. */
+  teamToken?: string
   /** The form parameters, each present at most once. */
   params: Record<string, string>
   now?: Date
@@ -211,7 +212,8 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
       // A public client identifies itself with client_id only (RFC 6749 section 3.2.1).
       if (!params.client_id) throw invalidRequest('client_id is required')
       if (!oidc || params.client_id !== oidc.settings.clientId) throw new OAuth2Error(401, 'invalid_client', 'Unknown client', 'client_id is not OIDC_CLIENT_ID')
-      const team = await findTeamByEnrollmentToken(prisma, request.teamToken)
+      const team =
+        request.teamToken === undefined ? await prisma.team.findFirst({ where: { isDefault: true } }) : await findTeamByEnrollmentToken(prisma, request.teamToken)
       if (!team) throw invalidRequest('This token URL is not valid')
       return grantType === 'authorization_code' ? authorizationCode(team, params, now) : refreshToken(team, params, now)
     },

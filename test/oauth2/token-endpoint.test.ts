@@ -42,6 +42,18 @@ async function expectError(res: Awaited<ReturnType<typeof redeem>>, status: numb
   expect(body.error).toBe(error)
 }
 
+describe('token URLs', () => {
+  it('serves the Default team on the plain /api/v1/mdm/oauth2/token path too (PROTOCOL.md section 0)', async () => {
+    const plain = challenge['token-url']!.replace(/\/[^/]+$/, '')
+    expect(plain).toBe('https://mdm.example.test/api/v1/mdm/oauth2/token')
+    const res = await redeem({ code: await code() }, plain)
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.json()).toMatchObject({ token_type: 'Bearer' })
+    const body = res.json() as { access_token: string; refresh_token: string }
+    issuedToDevice.push(body.access_token, body.refresh_token)
+  })
+})
+
 describe('authorization_code refusals', () => {
   it('a code the IdP never issued: invalid_grant, nothing minted', async () => {
     const before = await tokenRows(t.app)

@@ -1,11 +1,11 @@
 /**
- * `POST /api/v1/mdm/oauth2/token/:enrollmentToken`: the `token-url` of the `apple-oauth2` challenge
+ * `POST /api/v1/mdm/oauth2/token/:enrollmentToken` (and `/api/v1/mdm/oauth2/token` for the Default team): the `token-url` of the `apple-oauth2` challenge
  * (PROTOCOL.md section 4, RFC 6749 sections 4.1.3 and 6). Form body in, JSON out, every answer
  * `Cache-Control: no-store` (RFC 6749 section 5.1); errors are `{"error", "error_description"}`
  * (section 5.2). Rate limited per client address (OAUTH2_RATE_LIMIT per minute, per process).
  */
 import rateLimit from '@fastify/rate-limit'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isDatabaseUnavailable } from '../../errors.js'
 import { logError, toHttpError } from '../../plugins/errors.js'
 import { OAuth2Error, type OAuth2ErrorCode } from '../../services/oauth2.js'
@@ -38,13 +38,15 @@ export default async function oauth2Routes(app: FastifyInstance) {
     return reply.code(status).type('application/json; charset=utf-8').send({ error, error_description: description })
   })
 
-  app.post<{ Params: { enrollmentToken: string } }>('/api/v1/mdm/oauth2/token/:enrollmentToken', { bodyLimit: TOKEN_BODY_LIMIT }, async (request, reply) => {
+  const token = async (request: FastifyRequest<{ Params: { enrollmentToken?: string } }>, reply: FastifyReply) => {
     const params = (request.body ?? Object.create(null)) as Record<string, string>
     const outcome = await app.services.oauth2.token({ teamToken: request.params.enrollmentToken, params })
     for (const note of outcome.notes) request.log.warn({ grantId: outcome.grantId }, `oauth2: ${note}`)
     request.log.info({ grantType: outcome.grantType, grantId: outcome.grantId, userId: outcome.userId, accessTokenId: outcome.accessTokenId }, 'oauth2: tokens issued')
     return reply.code(200).type('application/json; charset=utf-8').send(outcome.response)
-  })
+  }
+  app.post('/api/v1/mdm/oauth2/token', { bodyLimit: TOKEN_BODY_LIMIT }, token)
+  app.post('/api/v1/mdm/oauth2/token/:enrollmentToken', { bodyLimit: TOKEN_BODY_LIMIT }, token)
 }
 
 function toOAuth2Error(err: unknown): { status: number; error: OAuth2ErrorCode; description: string } {
