@@ -3,10 +3,8 @@
  * profile's com.apple.security.scep payload); the SCEP endpoint consumes it exactly once when issuing the
  * device's identity certificate. Only the SHA-256 hash is stored.
  */
-import type { Prisma, PrismaClient } from '../generated/prisma/client.js'
+import type { Db } from '../storage/database.js'
 import { hashSecret, newSecret } from './secrets.js'
-
-export type Db = PrismaClient | Prisma.TransactionClient
 
 export interface NewScepChallenge {
   accessTokenId: string

@@ -6,7 +6,7 @@
 import type { DeviceCertificate } from '../generated/prisma/client.js'
 import { certificateFingerprint } from '../pki/certificate.js'
 import { bytes } from '../storage/bytes.js'
-import type { Db } from './challenges.js'
+import type { Db } from '../storage/database.js'
 
 export { certificateFingerprint }
 

@@ -15,7 +15,8 @@ import { buildPlist } from '../protocol/plist.js'
 import { buildEnrollmentProfile, type EnrollmentProfileSpec, type ScepSubject } from '../protocol/profile.js'
 import type { ServerUrls } from '../protocol/urls.js'
 import { bytes } from '../storage/bytes.js'
-import { createScepChallenge, type Db } from './challenges.js'
+import type { Db } from '../storage/database.js'
+import { createScepChallenge } from './challenges.js'
 import type { ServerKeys } from './keys.js'
 
 /**

@@ -25,7 +25,7 @@ import {
 } from '../pki/scep/index.js'
 import { CertificateSigner, escapeDnValue, randomSerialHex } from '../pki/x509.js'
 import { bytes } from '../storage/bytes.js'
-import { certificateFingerprint, storedCertificateRefusal, storeWithChallenge, type NewDeviceCertificate } from './device-certificates.js'
+import { certificateFingerprint, findDeviceCertificate, storedCertificateRefusal, storeWithChallenge, type NewDeviceCertificate } from './device-certificates.js'
 import type { ServerKeys } from './keys.js'
 import { hashSecret, MAX_SECRET_LENGTH } from './secrets.js'
 
@@ -146,7 +146,7 @@ export class ScepService {
   /** RenewalReq: signed by an unexpired, unrevoked certificate this CA issued; same enrollment, no challenge. */
   private async renew(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<Decision> {
     const prisma = this.deps.prisma
-    const previous = await prisma.deviceCertificate.findUnique({ where: { fingerprintSha256: certificateFingerprint(request.signerCertificate.raw) } })
+    const previous = await findDeviceCertificate(prisma, certificateFingerprint(request.signerCertificate.raw))
     if (!previous) return refuse('badRequest', 'RenewalReq signed by a certificate this CA did not issue')
     const unusable = storedCertificateRefusal(previous, now)
     if (unusable) return refuse('badRequest', `RenewalReq signed by a ${unusable.replace(/_/g, ' ')} certificate`)

@@ -7,8 +7,9 @@
  * it may fetch an enrollment profile; after that it can no longer start anything new.
  */
 import { BadRequestError } from '../errors.js'
-import type { AccessToken, Prisma, PrismaClient, Team, User } from '../generated/prisma/client.js'
+import type { AccessToken, PrismaClient, Team, User } from '../generated/prisma/client.js'
 import { XML_ILLEGAL_CHARACTERS } from '../protocol/xml-limits.js'
+import type { Db } from '../storage/database.js'
 import { hashSecret, MAX_SECRET_LENGTH, newSecret } from './secrets.js'
 
 export type SignInMethod = 'saml' | 'oauth2' | 'dev'
@@ -27,9 +28,6 @@ export interface MintedAccessToken {
   token: string
   record: AccessToken
 }
-
-/** The client or an open transaction: sign-in writes the user and its tokens together. */
-type Db = PrismaClient | Prisma.TransactionClient
 
 /** Creates or refreshes the user the IdP vouched for. */
 export async function upsertUser(prisma: Db, claims: IdentityClaims): Promise<User> {

@@ -9,7 +9,10 @@ import { PGlite } from '@electric-sql/pglite'
 import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
 import { PrismaPGlite } from 'pglite-prisma-adapter'
-import { PrismaClient } from '../generated/prisma/client.js'
+import { PrismaClient, type Prisma } from '../generated/prisma/client.js'
+
+/** The Prisma client or an open transaction: storage functions that work inside or outside one take this. */
+export type Db = PrismaClient | Prisma.TransactionClient
 
 /** A SQL connection outside Prisma, used only by the migrator. */
 export interface SqlSession {

@@ -5,8 +5,8 @@
  * enrollment with a row lock so that concurrent messages from one device apply one after the other.
  */
 import type { DeviceCertificate, MdmChannel, MdmEnrollment, Prisma, PrismaClient } from '../generated/prisma/client.js'
+import type { Db } from './database.js'
 
-type Db = PrismaClient | Prisma.TransactionClient
 type Tx = Prisma.TransactionClient
 
 export type EnrollmentStatus = 'authenticated' | 'active' | 'checked_out'
