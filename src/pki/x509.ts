@@ -1,25 +1,17 @@
 /**
- * Creating X.509 certificates (RFC 5280) for the server's own identities (`createSelfSigned`, through
- * @peculiar/x509 and WebCrypto) and, through `CertificateSigner`, for devices (DER writer and
- * node:crypto, because that runs once per enrollment). Pure: no Fastify, no Prisma. Keys are node:crypto
- * KeyObjects; all signing is OpenSSL underneath.
+ * Creating X.509 certificates (RFC 5280): the server's own identities (`createSelfSigned`) and, through
+ * `CertificateSigner`, devices' (once per enrollment). Both are written with the DER writer and signed by
+ * OpenSSL off the main thread; @peculiar/x509 only parses RFC 4514 subject strings. Pure: no Fastify, no
+ * Prisma. Keys are node:crypto KeyObjects.
  */
 import 'reflect-metadata'
-import { X509Certificate, constants, createHash, generateKeyPair, randomBytes, sign as cryptoSign, webcrypto, type KeyObject } from 'node:crypto'
+import { X509Certificate, constants, createHash, generateKeyPair, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto'
 import { promisify } from 'node:util'
 import * as x509 from '@peculiar/x509'
 import { certificateParts } from './certificate.js'
 import { contentOf, der, octetsOf, parseDer, Tag, tlv } from './der.js'
 
-// `as never`: the parameter's type is the DOM's Crypto, which exists only when some dependency's types
-// load lib "dom" (xpath's do, via samlify); node's webcrypto is that object at run time.
-x509.cryptoProvider.set(webcrypto as never)
-
-type CryptoKey = webcrypto.CryptoKey
-
 const generateKeyPairAsync = promisify(generateKeyPair)
-
-const RSA_SHA256: webcrypto.RsaHashedImportParams = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }
 
 export interface KeyPair {
   publicKey: KeyObject
@@ -46,12 +38,6 @@ export function randomSerialHex(): string {
   return bytes.toString('hex')
 }
 
-async function toCryptoKey(key: KeyObject, usage: 'sign' | 'verify'): Promise<CryptoKey> {
-  if (usage === 'sign') {
-    return webcrypto.subtle.importKey('pkcs8', key.export({ type: 'pkcs8', format: 'der' }), RSA_SHA256, false, ['sign']) as Promise<CryptoKey>
-  }
-  return webcrypto.subtle.importKey('spki', key.export({ type: 'spki', format: 'der' }), RSA_SHA256, true, ['verify']) as Promise<CryptoKey>
-}
 
 /**
  * Issues certificates under `issuer` (SCEP issuance, one per device request). The TBSCertificate is
@@ -84,28 +70,41 @@ export class CertificateSigner {
    * `issue` without parsing the result: node's X509Certificate constructor costs about 0.3 ms, which a
    * caller that only stores and forwards the DER need not pay.
    */
-  async issueDer(params: IssueParams): Promise<Buffer> {
-    const spki = params.spkiDer ?? params.publicKey.export({ type: 'spki', format: 'der' })
-    const tbs = der.sequence(
-      der.explicit(0, der.integer(2)),
-      der.integer(params.serialHex ?? randomSerialHex()),
-      SHA256_WITH_RSA,
-      this.issuerNameDer,
-      der.sequence(x509Time(params.notBefore), x509Time(params.notAfter)),
-      Buffer.from(new x509.Name(params.subject).toArrayBuffer()),
-      spki,
-      der.explicit(
-        3,
-        der.sequence(
-          ...extensionsDer(params),
-          extension(OID_SUBJECT_KEY_IDENTIFIER, false, der.octetString(keyIdentifier(spki))),
-          extension('2.5.29.35', false, der.sequence(der.implicit(0, false, this.authorityKeyId))),
-        ),
-      ),
-    )
-    const signature = await signAsync('sha256', tbs, { key: this.privateKey, padding: constants.RSA_PKCS1_PADDING })
-    return der.sequence(tbs, SHA256_WITH_RSA, der.bitString(signature))
+  issueDer(params: IssueParams): Promise<Buffer> {
+    return writeCertificate(params, { nameDer: this.issuerNameDer, privateKey: this.privateKey, keyId: this.authorityKeyId })
   }
+}
+
+/**
+ * Writes and signs a certificate. `issuer.keyId` becomes the authorityKeyIdentifier; a self-signed
+ * certificate has none.
+ */
+async function writeCertificate(params: IssueParams, issuer: { nameDer: Buffer; privateKey: KeyObject; keyId?: Buffer }): Promise<Buffer> {
+  const spki = params.spkiDer ?? params.publicKey.export({ type: 'spki', format: 'der' })
+  const tbs = der.sequence(
+    der.explicit(0, der.integer(2)),
+    der.integer(params.serialHex ?? randomSerialHex()),
+    SHA256_WITH_RSA,
+    issuer.nameDer,
+    der.sequence(x509Time(params.notBefore), x509Time(params.notAfter)),
+    nameDer(params.subject),
+    spki,
+    der.explicit(
+      3,
+      der.sequence(
+        ...extensionsDer(params),
+        extension(OID_SUBJECT_KEY_IDENTIFIER, false, der.octetString(keyIdentifier(spki))),
+        ...(issuer.keyId ? [extension('2.5.29.35', false, der.sequence(der.implicit(0, false, issuer.keyId)))] : []),
+      ),
+    ),
+  )
+  const signature = await signAsync('sha256', tbs, { key: issuer.privateKey, padding: constants.RSA_PKCS1_PADDING })
+  return der.sequence(tbs, SHA256_WITH_RSA, der.bitString(signature))
+}
+
+/** An RFC 4514 distinguished name (`CN=device, O=Example`) as a DER Name. */
+function nameDer(dn: string): Buffer {
+  return Buffer.from(new x509.Name(dn).toArrayBuffer())
 }
 
 const signAsync = promisify(cryptoSign)
@@ -140,7 +139,7 @@ const EKU_OID = {
   codeSigning: '1.3.6.1.5.5.7.3.3',
 } as const
 
-/** basicConstraints and keyUsage (critical), extendedKeyUsage: the same set `extensionsFor` makes. */
+/** basicConstraints and keyUsage (critical), extendedKeyUsage when asked for. */
 function extensionsDer(params: IssueParams): Buffer[] {
   let bits = 0
   for (const u of params.keyUsage) bits |= 0x80 >> KEY_USAGE_BITS[u]
@@ -174,50 +173,13 @@ export interface IssueParams {
   extendedKeyUsage?: ('clientAuth' | 'serverAuth' | 'emailProtection' | 'codeSigning')[]
 }
 
-const KEY_USAGE_FLAGS = {
-  digitalSignature: x509.KeyUsageFlags.digitalSignature,
-  keyEncipherment: x509.KeyUsageFlags.keyEncipherment,
-  keyCertSign: x509.KeyUsageFlags.keyCertSign,
-  cRLSign: x509.KeyUsageFlags.cRLSign,
-} as const
-
-const EKU_OIDS = {
-  clientAuth: x509.ExtendedKeyUsage.clientAuth,
-  serverAuth: x509.ExtendedKeyUsage.serverAuth,
-  emailProtection: x509.ExtendedKeyUsage.emailProtection,
-  codeSigning: x509.ExtendedKeyUsage.codeSigning,
-} as const
-
-function extensionsFor(params: IssueParams): x509.Extension[] {
-  const flags = params.keyUsage.reduce((acc, u) => acc | KEY_USAGE_FLAGS[u], 0)
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(params.ca ?? false, undefined, true),
-    new x509.KeyUsagesExtension(flags, true),
-  ]
-  if (params.extendedKeyUsage?.length) {
-    extensions.push(new x509.ExtendedKeyUsageExtension(params.extendedKeyUsage.map((u) => EKU_OIDS[u]), false))
-  }
-  return extensions
-}
-
 /** A self-signed certificate (the generated SCEP CA and profile signer). */
 export async function createSelfSigned(
   params: Omit<IssueParams, 'publicKey'> & { keys: KeyPair },
 ): Promise<X509Certificate> {
-  const keys = {
-    publicKey: await toCryptoKey(params.keys.publicKey, 'verify'),
-    privateKey: await toCryptoKey(params.keys.privateKey, 'sign'),
-  }
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: params.serialHex ?? randomSerialHex(),
-    name: params.subject,
-    notBefore: params.notBefore,
-    notAfter: params.notAfter,
-    signingAlgorithm: RSA_SHA256,
-    keys,
-    extensions: [...extensionsFor({ ...params, publicKey: params.keys.publicKey }), await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)],
-  })
-  return new X509Certificate(Buffer.from(cert.rawData))
+  if (params.keys.privateKey.asymmetricKeyType !== 'rsa') throw new Error('the signing key must be RSA')
+  const issued = await writeCertificate({ ...params, publicKey: params.keys.publicKey }, { nameDer: nameDer(params.subject), privateKey: params.keys.privateKey })
+  return new X509Certificate(issued)
 }
 
 /** Escapes a value for use inside an RFC 4514 distinguished-name string. */
