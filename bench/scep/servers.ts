@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import pg from 'pg'
+import { createPostgresDatabase, withClient } from '../../test/helpers/database.js'
 
 export const OURS = 'byod-mdm (Node, Postgres)'
 export const GO = 'micromdm scepserver (Go)'
@@ -54,26 +54,13 @@ function stopChild(child: ChildProcess): Promise<void> {
   })
 }
 
-async function withAdmin<T>(adminUrl: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl })
-  await client.connect()
-  try {
-    return await fn(client)
-  } finally {
-    await client.end()
-  }
-}
-
 export interface OurServer extends RunningServer {
   /** The server's own database, for minting challenges through our services. */
   databaseUrl: string
 }
 
 export async function startOurs(adminUrl: string): Promise<OurServer> {
-  const dbName = `scep_bench_${process.pid}_${randomBytes(3).toString('hex')}`
-  await withAdmin(adminUrl, (c) => c.query(`CREATE DATABASE ${dbName}`))
-  const dbUrl = new URL(adminUrl)
-  dbUrl.pathname = `/${dbName}`
+  const database = await createPostgresDatabase(adminUrl, 'scep_bench')
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
   const dataDir = mkdtempSync(path.join(tmpdir(), 'scep-bench-ours-'))
@@ -83,7 +70,7 @@ export async function startOurs(adminUrl: string): Promise<OurServer> {
       PORT: String(port),
       HOST: '127.0.0.1',
       SERVER_URL: base,
-      DATABASE_URL: dbUrl.toString(),
+      DATABASE_URL: database.url,
       SERVER_SECRET: randomBytes(32).toString('base64'),
       DATA_DIR: dataDir,
       ORG_NAME: 'Bench',
@@ -94,11 +81,11 @@ export async function startOurs(adminUrl: string): Promise<OurServer> {
   return {
     name: OURS,
     url: `${base}/mdm/apple/scep`,
-    databaseUrl: dbUrl.toString(),
-    issued: () => withAdmin(dbUrl.toString(), async (c) => Number((await c.query('SELECT count(*) AS n FROM device_certificates')).rows[0].n)),
+    databaseUrl: database.url,
+    issued: () => withClient(database.url, async (c) => Number((await c.query('SELECT count(*) AS n FROM device_certificates')).rows[0].n)),
     async stop() {
       await stopChild(child)
-      await withAdmin(adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`))
+      await database.drop()
       rmSync(dataDir, { recursive: true, force: true })
     },
   }

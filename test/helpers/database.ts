@@ -24,20 +24,33 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     const pglite = await PGlite.create()
     return { kind: 'pglite', options: { kind: 'pglite-instance', pglite }, drop: () => pglite.close() }
   }
-  const name = `mdm_test_${process.pid}_${randomBytes(4).toString('hex')}`
-  await withAdmin((c) => c.query(`CREATE DATABASE ${name}`))
-  const url = new URL(TEST_DATABASE_URL)
-  url.pathname = `/${name}`
+  const { url, drop } = await createPostgresDatabase(TEST_DATABASE_URL, 'mdm_test')
   return {
     kind: 'postgres',
-    url: url.toString(),
-    options: { kind: 'postgres', url: url.toString(), poolMax: 5, statementTimeoutMs: 10_000, connectTimeoutMs: 5_000 },
-    drop: () => withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
+    url,
+    options: { kind: 'postgres', url, poolMax: 5, statementTimeoutMs: 10_000, connectTimeoutMs: 5_000 },
+    drop,
   }
 }
 
-async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: TEST_DATABASE_URL })
+/**
+ * A new, empty database on the Postgres server of `adminUrl`, named `<prefix>_<pid>_<random>` so that
+ * parallel runs never meet; `drop` removes it (also used by the benchmarks).
+ */
+export async function createPostgresDatabase(adminUrl: string, prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${process.pid}_${randomBytes(4).toString('hex')}`
+  await withClient(adminUrl, (c) => c.query(`CREATE DATABASE ${name}`))
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  return {
+    url: url.toString(),
+    drop: () => withClient(adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
+  }
+}
+
+/** Runs `fn` with a fresh connection to `url`, closed afterwards. */
+export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
     return await fn(client)
