@@ -3,7 +3,7 @@
  * down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight requests, close the database).
  */
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig } from './config.js'
+import { ConfigError, loadConfig } from './config/index.js'
 
 const SHUTDOWN_GRACE_MS = 15_000
 

@@ -1,5 +1,5 @@
 /** `npm run migrate`: applies pending migrations to the configured database and exits. */
-import { ConfigError, loadConfig } from '../config.js'
+import { ConfigError, loadConfig } from '../config/index.js'
 import { openDatabase } from '../storage/database.js'
 import { migrate } from '../storage/migrate.js'
 

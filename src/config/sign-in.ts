@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import { MetadataError, parseIdpMetadata, type IdpSettings } from '../identity/saml/metadata.js'
 import { serverUrls } from '../protocol/urls.js'
-import type { Env } from '../config.js'
+import type { Env } from './index.js'
 import { pemBlocks, readIdentity, readPem, type PemIdentity } from './pem.js'
 import { ConfigError, isLoopbackHost, type Environment } from './values.js'
 

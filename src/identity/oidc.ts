@@ -14,7 +14,7 @@
  * so only this server, holding the client secret, can redeem it, and only once.
  */
 import * as oidc from 'openid-client'
-import type { OidcSettings } from '../config.js'
+import type { OidcSettings } from '../config/index.js'
 import type { IdentityClaims } from '../services/tokens.js'
 
 export type OidcFailureKind =

@@ -9,7 +9,7 @@
  * (the certificate has no such enrollment: not authenticated, another EnrollmentID, checked out, another
  * user's token). A re-authentication is an answer, not an error: the route sends 401 with `headers`.
  */
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
 import type { DeviceCertificate, MdmEnrollment, PrismaClient, Team } from '../generated/prisma/client.js'
 import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type CommandReport, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'

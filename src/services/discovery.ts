@@ -3,7 +3,7 @@
  * ENROLL_DOMAINS unset every domain goes to the Default team; with it set, only the listed domains are
  * served, each by its team (created by name at start when missing), and any other domain is refused.
  */
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import { MODEL_FAMILIES, parseUserIdentifier, WellKnownFailure, wellKnownResponse, type WellKnownResponse } from '../protocol/discovery.js'
 import type { ServerUrls } from '../protocol/urls.js'

@@ -2,7 +2,7 @@
  * The enroll endpoint's use case (PROTOCOL.md section 2): check who signed the request, then either
  * challenge the device to sign the user in (401) or issue the user's enrollment profile.
  */
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import { AppError, BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError } from '../errors.js'
 import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import type { OidcClient } from '../identity/oidc.js'

@@ -2,7 +2,7 @@
  * All wiring of use cases in one place: each service gets the storage, configuration and keys it needs.
  * Routes reach services through `app.services`; services never see Fastify.
  */
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'

@@ -5,7 +5,7 @@
  * together both generate, one insert wins, both use the winner.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import type { Config, PemIdentity } from '../config.js'
+import type { Config, PemIdentity } from '../config/index.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import { SecretBox } from '../pki/secretbox.js'
 import { bytes } from '../storage/bytes.js'

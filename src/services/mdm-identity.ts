@@ -13,7 +13,7 @@
  * else is not a stale sign-in but a wrong one: 403.
  */
 import type { X509Certificate } from 'node:crypto'
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import { ForbiddenError } from '../errors.js'
 import type { AccessToken, DeviceCertificate, PrismaClient } from '../generated/prisma/client.js'
 import { certificateFingerprint } from '../pki/certificate.js'

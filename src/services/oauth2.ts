@@ -4,7 +4,7 @@
  * access token (the same kind web sign-in hands out) and a rotating refresh token of ours. The IdP's
  * tokens and our client secret stay on this server.
  */
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import { AppError, isDatabaseUnavailable } from '../errors.js'
 import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import { OidcError, type OidcClient, type OidcRefresh } from '../identity/oidc.js'

@@ -6,7 +6,7 @@
  * nothing here reads configuration or request headers for those values.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import type { AccessToken, EnrollmentProfile, Prisma } from '../generated/prisma/client.js'
 import { signCms } from '../pki/cms.js'
 import type { DeviceAttributes } from '../protocol/enroll-request.js'

@@ -6,7 +6,7 @@
  * nonce to answer) is an HTTP 400, thrown as BadRequestError.
  */
 import { randomUUID, type KeyObject } from 'node:crypto'
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import { BadRequestError } from '../errors.js'
 import type { PrismaClient } from '../generated/prisma/client.js'
 import {

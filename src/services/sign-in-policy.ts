@@ -2,7 +2,7 @@
  * The sign-in policy every method applies before a token is minted: web sign-in (SAML, development) and
  * OAuth 2 (code redemption and every refresh). Pure: returns the reason to refuse, or null.
  */
-import type { SsoConfig } from '../config.js'
+import type { SsoConfig } from '../config/index.js'
 
 /**
  * SSO_TEAM_GROUPS: a team listed there admits only users in at least one of its groups; teams not listed

@@ -4,7 +4,7 @@
  * the sign-in policy, and mint the access token the device gets back. The identity layer (src/identity)
  * proves who the user is; everything after that is here and shared by every sign-in method.
  */
-import type { Config } from '../config.js'
+import type { Config } from '../config/index.js'
 import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import { devSignIn } from '../identity/dev.js'
 import { SignInError, type VerifiedSignIn } from '../identity/index.js'

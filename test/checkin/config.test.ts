@@ -1,6 +1,6 @@
 /** REAUTH_AFTER and MDM_CLIENT_CERT_HEADER: parsed once at start, a bad value names its variable. */
 import { describe, expect, it } from 'vitest'
-import { ConfigError } from '../../src/config.js'
+import { ConfigError } from '../../src/config/index.js'
 import { testConfig } from '../helpers/app.js'
 
 function configError(env: Record<string, string>): ConfigError {

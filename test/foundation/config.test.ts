@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from '../../src/config.js'
+import { ConfigError, loadConfig } from '../../src/config/index.js'
 import { createSelfSigned, generateRsaKeyPair } from '../../src/pki/x509.js'
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'byod-mdm-config-'))

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Writable } from 'node:stream'
 import { buildApp, type App } from '../../src/app.js'
-import { loadConfig, type Config } from '../../src/config.js'
+import { loadConfig, type Config } from '../../src/config/index.js'
 import { createTestDatabase, type TestDatabase } from './database.js'
 
 export const TEST_SERVER_URL = 'https://mdm.example.test'

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from '../../src/config.js'
+import { ConfigError, loadConfig } from '../../src/config/index.js'
 
 const base = () => ({ DATA_DIR: mkdtempSync(path.join(tmpdir(), 'byod-mdm-config-')) })
 const oidc = { OIDC_ISSUER: 'https://login.example.com/realms/staff', OIDC_CLIENT_ID: 'byod-mdm', OIDC_CLIENT_SECRET: 's3cret' }

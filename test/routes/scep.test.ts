@@ -1,6 +1,6 @@
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from '../../src/config.js'
+import { ConfigError, loadConfig } from '../../src/config/index.js'
 import { certificateParts, extendedKeyUsages } from '../../src/pki/certificate.js'
 import { parseSignedData } from '../../src/pki/cms.js'
 import { der } from '../../src/pki/der.js'

@@ -9,7 +9,7 @@
  * Issuer, the bearer Recipient/InResponseTo and the assertion ID (accepted once).
  */
 import { SAML, ValidateInResponseTo, type Profile, type SamlConfig } from '@node-saml/node-saml'
-import type { SamlSettings } from '../../config.js'
+import type { SamlSettings } from '../../config/index.js'
 import { isDatabaseUnavailable } from '../../errors.js'
 import type { PrismaClient } from '../../generated/prisma/client.js'
 import { newSecret } from '../../services/secrets.js'

@@ -8,14 +8,14 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { z } from 'zod'
-import { readIdentity, type PemIdentity } from './config/pem.js'
-import { APPLE_OAUTH2_REDIRECT_URL, readOidc, readSso, type OidcSettings, type SsoConfig } from './config/sign-in.js'
-import { bool, claimName, ConfigError, duration, int, pemOrPath, url, type Environment } from './config/values.js'
-import { isDomainName, USER_ENROLLMENT_FAMILIES, type ModelFamily } from './protocol/discovery.js'
+import { readIdentity, type PemIdentity } from './pem.js'
+import { APPLE_OAUTH2_REDIRECT_URL, readOidc, readSso, type OidcSettings, type SsoConfig } from './sign-in.js'
+import { bool, claimName, ConfigError, duration, int, pemOrPath, url, type Environment } from './values.js'
+import { isDomainName, USER_ENROLLMENT_FAMILIES, type ModelFamily } from '../protocol/discovery.js'
 
-export { ConfigError, type Environment } from './config/values.js'
-export { readPem, type PemIdentity } from './config/pem.js'
-export { APPLE_OAUTH2_REDIRECT_URL, type OidcSettings, type SamlSettings, type SsoConfig } from './config/sign-in.js'
+export { ConfigError, type Environment } from './values.js'
+export { readPem, type PemIdentity } from './pem.js'
+export { APPLE_OAUTH2_REDIRECT_URL, type OidcSettings, type SamlSettings, type SsoConfig } from './sign-in.js'
 
 /** Headers MDM_CLIENT_CERT_HEADER must not name: the device sets them, so a proxy could not own them. */
 const RESERVED_HEADERS = new Set(['mdm-signature', 'authorization', 'content-type', 'content-length', 'content-encoding', 'host', 'user-agent', 'cookie'])
