@@ -9,32 +9,22 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fas
 import type { DestinationStream } from 'pino'
 import type { Config } from './config/index.js'
 import { UnsupportedMediaTypeError } from './errors.js'
-import type { Team } from './generated/prisma/client.js'
 import { loggerOptions } from './logging.js'
+import databasePlugin from './plugins/database.js'
 import errorsPlugin from './plugins/errors.js'
-import { serverUrls, type ServerUrls } from './protocol/urls.js'
+import keysPlugin from './plugins/keys.js'
+import servicesPlugin from './plugins/services.js'
 import enrollmentRoutes from './routes/enroll/index.js'
 import healthRoutes from './routes/health/index.js'
 import mdmRoutes from './routes/mdm/index.js'
 import oauth2Routes from './routes/oauth2/index.js'
 import ssoRoutes from './routes/sso/index.js'
 import scepRoutes from './routes/scep/index.js'
-import { openDatabase, type Database, type DatabaseOptions } from './storage/database.js'
-import { migrate, readMigrations, type Migration } from './storage/migrate.js'
-import { createServices, type Services } from './services/index.js'
-import { loadServerKeys, type ServerKeys } from './services/keys.js'
-import { ensureDefaultTeam } from './services/teams.js'
+import type { Database, DatabaseOptions } from './storage/database.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config
-    db: Database
-    keys: ServerKeys
-    urls: ServerUrls
-    services: Services
-    /** The migrations this code knows; /readyz compares them with the database. */
-    migrations: Migration[]
-    defaultTeam: Team
   }
 }
 
@@ -71,34 +61,17 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   app.setValidatorCompiler(validatorCompiler)
   app.setSerializerCompiler(serializerCompiler)
 
-  const ownsDatabase = !deps.database
-  const db = deps.database ?? (await openDatabase(deps.databaseOptions ?? config.database, app.log))
+  app.decorate('config', config)
   try {
-    const migrations = readMigrations()
-    const session = await db.openSession()
-    try {
-      const result = await migrate(session, migrations, (msg) => app.log.info(msg))
-      if (result.unknown.length) {
-        app.log.warn({ migrations: result.unknown }, 'the database has migrations this version does not know: a newer version of the server has run against it')
-      }
-    } finally {
-      await session.close()
-    }
-    const keys = await loadServerKeys(db.prisma, config, app.log)
-    const defaultTeam = await ensureDefaultTeam(db.prisma)
-
-    app.decorate('config', config)
-    app.decorate('db', db)
-    app.decorate('keys', keys)
-    app.decorate('urls', serverUrls(config.serverUrl))
-    app.decorate('migrations', migrations)
-    app.decorate('defaultTeam', defaultTeam)
-    app.decorate('services', createServices({ prisma: db.prisma, config, keys, urls: serverUrls(config.serverUrl) }))
+    // Infrastructure first, as named plugins that declare what they need: database -> keys -> services.
+    await app.register(databasePlugin, { config, database: deps.database, databaseOptions: deps.databaseOptions })
+    await app.register(keysPlugin)
+    await app.register(servicesPlugin)
   } catch (err) {
-    if (ownsDatabase) await db.close().catch(() => {})
+    // Close what was opened (the database plugin's onClose hook) before giving up.
+    await app.close().catch(() => {})
     throw err
   }
-  if (ownsDatabase) app.addHook('onClose', async () => db.close())
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)

@@ -91,7 +91,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
       return true
     }
     if (o.kind === 'DatabaseNotReachable' || o.kind === 'ConnectionClosed' || o.kind === 'SocketTimeout') return true
-    // Raw queries ($queryRaw) report any driver failure as P2010, with the adapter's error in meta.
+    // Raw SQL queries report any driver failure as P2010, with the adapter's error in meta.
     const adapterCause = (e as { meta?: { driverAdapterError?: { cause?: unknown } } }).meta?.driverAdapterError?.cause
     if (adapterCause && isDatabaseUnavailable(adapterCause)) return true
   }

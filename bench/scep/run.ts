@@ -24,7 +24,7 @@ import type { CipherName } from '../../src/pki/scep/ciphers.js'
 import { buildCsr, buildPkiMessage, nameDer, selfSignedCertificate } from '../../src/pki/scep/client.js'
 import { MessageType } from '../../src/pki/scep/types.js'
 import { createScepChallenge } from '../../src/services/challenges.js'
-import { ensureDefaultTeam } from '../../src/services/teams.js'
+import { ensureDefaultTeam } from '../../src/storage/teams.js'
 import { mintAccessToken, upsertUser } from '../../src/services/tokens.js'
 import { openDatabase } from '../../src/storage/database.js'
 import { GO, OURS, startGo, startOurs, type OurServer, type RunningServer } from './servers.js'
@@ -52,7 +52,7 @@ async function caCertificate(url: string): Promise<X509Certificate> {
 /** `challenges.length` ready-made PKIOperation bodies, each with its own CSR (and CN: the Go depot wants unique CNs). */
 function prepare(ca: X509Certificate, challenges: string[]): Buffer[] {
   return challenges.map((challenge) => {
-    const csr = buildCsr({ keys: device, subject: nameDer({ CN: `bench-device-${serialCn++}` }), challengePassword: challenge })
+    const csr = buildCsr({ keys: device, subject: nameDer([['CN', `bench-device-${serialCn++}`]]), challengePassword: challenge })
     return buildPkiMessage({ messageType: MessageType.PKCSReq, content: csr, signer, recipient: ca, cipher: CIPHER }).der
   })
 }

@@ -5,7 +5,19 @@
  * and services/oauth2.ts redeems the code, so it has its own flow up to the same IdentityClaims.
  */
 import { AppError } from '../errors.js'
-import type { IdentityClaims, SignInMethod } from '../services/tokens.js'
+
+/** How the user signed in. */
+export type SignInMethod = 'saml' | 'oauth2' | 'dev'
+
+/** Who the identity provider (or the development sign-in) says the user is. */
+export interface IdentityClaims {
+  /** SAML IdP entity id, OIDC issuer, or `dev`. */
+  issuer: string
+  subject: string
+  email?: string | null
+  displayName?: string | null
+  groups?: string[]
+}
 
 /** What a sign-in was started for: the team (from the enrollment URL) and what the user typed on the device. */
 export interface SignInContext {

@@ -15,7 +15,7 @@
  */
 import * as oidc from 'openid-client'
 import type { OidcSettings } from '../config/index.js'
-import type { IdentityClaims } from '../services/tokens.js'
+import type { IdentityClaims } from './index.js'
 
 export type OidcFailureKind =
   /** The IdP could not be reached, timed out or answered 5xx: try again later. */

@@ -3,6 +3,7 @@
  * issuer and subject names (CMS identifies signers by issuer + serial) and extension values.
  */
 import { X509Certificate, createHash } from 'node:crypto'
+import { OID } from './oids.js'
 import { Asn1Error, child, contentOf, expectUniversal, integerHexOf, isContext, octetsOf, oidOf, parseDer, rawOf, Tag, type Asn1Node } from './der.js'
 
 export interface CertificateParts {
@@ -43,7 +44,7 @@ export function certificateParts(der: Uint8Array): CertificateParts {
 
 /** Extended key usage OIDs, or undefined when the certificate has no EKU extension (any use). */
 export function extendedKeyUsages(parts: CertificateParts): string[] | undefined {
-  const ext = parts.extensions.get('2.5.29.37')
+  const ext = parts.extensions.get(OID.extKeyUsage)
   if (!ext) return undefined
   const seq: Asn1Node = parseDer(ext.value)
   return seq.children.map(oidOf)

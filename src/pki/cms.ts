@@ -177,7 +177,7 @@ export function readCertificateIdentifier(node: Asn1Node, what: string): Certifi
 /** Whether `id` names the certificate with these parts. */
 export function identifiesCertificate(id: CertificateIdentifier, parts: CertificateParts): boolean {
   if ('serialHex' in id) return parts.serialHex === id.serialHex && parts.issuerDer.equals(id.issuerDer)
-  const ski = parts.extensions.get('2.5.29.14')
+  const ski = parts.extensions.get(OID.subjectKeyIdentifier)
   return Boolean(ski && skiOrUndefined(ski.value)?.equals(id.subjectKeyIdentifier))
 }
 

@@ -39,9 +39,23 @@ export const OID = {
   aes128CBC: '2.16.840.1.101.3.4.1.2',
   aes192CBC: '2.16.840.1.101.3.4.1.22',
   aes256CBC: '2.16.840.1.101.3.4.1.42',
-  // X.509
+  // X.509 extensions (RFC 5280 section 4.2)
+  subjectKeyIdentifier: '2.5.29.14',
+  keyUsage: '2.5.29.15',
+  basicConstraints: '2.5.29.19',
+  authorityKeyIdentifier: '2.5.29.35',
   extKeyUsage: '2.5.29.37',
+  // extended key usages
+  serverAuth: '1.3.6.1.5.5.7.3.1',
   clientAuth: '1.3.6.1.5.5.7.3.2',
+  codeSigning: '1.3.6.1.5.5.7.3.3',
+  emailProtection: '1.3.6.1.5.5.7.3.4',
+  // name attributes (RFC 4519; UID from RFC 4519 section 2.39, the topic of an APNs certificate)
+  commonName: '2.5.4.3',
+  countryName: '2.5.4.6',
+  organizationName: '2.5.4.10',
+  organizationalUnitName: '2.5.4.11',
+  userId: '0.9.2342.19200300.100.1.1',
 } as const
 
 export type DigestName = 'sha1' | 'sha256' | 'sha384' | 'sha512'

@@ -1,15 +1,14 @@
 /**
  * Creating X.509 certificates (RFC 5280): the server's own identities (`createSelfSigned`) and, through
  * `CertificateSigner`, devices' (once per enrollment). Both are written with the DER writer and signed by
- * OpenSSL off the main thread; @peculiar/x509 only parses RFC 4514 subject strings. Pure: no Fastify, no
- * Prisma. Keys are node:crypto KeyObjects.
+ * OpenSSL off the main thread. Pure: no Fastify, no Prisma. Keys are node:crypto KeyObjects.
  */
-import 'reflect-metadata'
 import { X509Certificate, constants, createHash, generateKeyPair, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto'
 import { promisify } from 'node:util'
-import * as x509 from '@peculiar/x509'
 import { certificateParts } from './certificate.js'
 import { contentOf, der, octetsOf, parseDer, Tag, tlv } from './der.js'
+import { nameDer, type DistinguishedName } from './names.js'
+import { OID } from './oids.js'
 
 const generateKeyPairAsync = promisify(generateKeyPair)
 
@@ -41,9 +40,9 @@ export function randomSerialHex(): string {
 
 /**
  * Issues certificates under `issuer` (SCEP issuance, one per device request). The TBSCertificate is
- * written with the DER writer and signed by OpenSSL off the main thread: @peculiar/x509's generator was
- * measured at 6.5 ms per certificate, almost all of it JavaScript on the event loop, against about
- * 0.5 ms this way. The issuer's name and key identifier are read once.
+ * written with the DER writer and signed by OpenSSL off the main thread: a JavaScript certificate
+ * generator (@peculiar/x509) was measured at 6.5 ms per certificate, almost all of it on the event loop,
+ * against about 0.5 ms this way. The issuer's name and key identifier are read once.
  */
 export class CertificateSigner {
   private constructor(
@@ -56,7 +55,7 @@ export class CertificateSigner {
   static async create(issuer: Identity | { certificate: X509Certificate; privateKey: KeyObject }): Promise<CertificateSigner> {
     if (issuer.privateKey.asymmetricKeyType !== 'rsa') throw new Error('the issuing key must be RSA')
     const parts = certificateParts(issuer.certificate.raw)
-    const ski = parts.extensions.get(OID_SUBJECT_KEY_IDENTIFIER)
+    const ski = parts.extensions.get(OID.subjectKeyIdentifier)
     const keyId = ski ? octetsOf(parseDer(ski.value)) : keyIdentifier(parts.spkiDer)
     return new CertificateSigner(issuer.certificate, issuer.privateKey, parts.subjectDer, keyId)
   }
@@ -93,8 +92,8 @@ async function writeCertificate(params: IssueParams, issuer: { nameDer: Buffer; 
       3,
       der.sequence(
         ...extensionsDer(params),
-        extension(OID_SUBJECT_KEY_IDENTIFIER, false, der.octetString(keyIdentifier(spki))),
-        ...(issuer.keyId ? [extension('2.5.29.35', false, der.sequence(der.implicit(0, false, issuer.keyId)))] : []),
+        extension(OID.subjectKeyIdentifier, false, der.octetString(keyIdentifier(spki))),
+        ...(issuer.keyId ? [extension(OID.authorityKeyIdentifier, false, der.sequence(der.implicit(0, false, issuer.keyId)))] : []),
       ),
     ),
   )
@@ -102,15 +101,9 @@ async function writeCertificate(params: IssueParams, issuer: { nameDer: Buffer; 
   return der.sequence(tbs, SHA256_WITH_RSA, der.bitString(signature))
 }
 
-/** An RFC 4514 distinguished name (`CN=device, O=Example`) as a DER Name. */
-function nameDer(dn: string): Buffer {
-  return Buffer.from(new x509.Name(dn).toArrayBuffer())
-}
-
 const signAsync = promisify(cryptoSign)
 
-const SHA256_WITH_RSA = der.sequence(der.oid('1.2.840.113549.1.1.11'), der.null())
-const OID_SUBJECT_KEY_IDENTIFIER = '2.5.29.14'
+const SHA256_WITH_RSA = der.sequence(der.oid(OID.sha256WithRSAEncryption), der.null())
 
 /** RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING value. */
 function keyIdentifier(spkiDer: Uint8Array): Buffer {
@@ -132,12 +125,7 @@ function x509Time(date: Date): Buffer {
 /** KeyUsage bit positions (RFC 5280 4.2.1.3). */
 const KEY_USAGE_BITS = { digitalSignature: 0, keyEncipherment: 2, keyCertSign: 5, cRLSign: 6 } as const
 
-const EKU_OID = {
-  clientAuth: '1.3.6.1.5.5.7.3.2',
-  serverAuth: '1.3.6.1.5.5.7.3.1',
-  emailProtection: '1.3.6.1.5.5.7.3.4',
-  codeSigning: '1.3.6.1.5.5.7.3.3',
-} as const
+const EKU_OID = { clientAuth: OID.clientAuth, serverAuth: OID.serverAuth, emailProtection: OID.emailProtection, codeSigning: OID.codeSigning } as const
 
 /** basicConstraints and keyUsage (critical), extendedKeyUsage when asked for. */
 function extensionsDer(params: IssueParams): Buffer[] {
@@ -147,18 +135,18 @@ function extensionsDer(params: IssueParams): Buffer[] {
   let unused = 0
   while (unused < 7 && !((bits >> unused) & 1)) unused++
   const out = [
-    extension('2.5.29.19', true, params.ca ? der.sequence(der.boolean(true)) : der.sequence()),
-    extension('2.5.29.15', true, der.bitString(Buffer.from([bits]), unused)),
+    extension(OID.basicConstraints, true, params.ca ? der.sequence(der.boolean(true)) : der.sequence()),
+    extension(OID.keyUsage, true, der.bitString(Buffer.from([bits]), unused)),
   ]
   if (params.extendedKeyUsage?.length) {
-    out.push(extension('2.5.29.37', false, der.sequence(...params.extendedKeyUsage.map((u) => der.oid(EKU_OID[u])))))
+    out.push(extension(OID.extKeyUsage, false, der.sequence(...params.extendedKeyUsage.map((u) => der.oid(EKU_OID[u])))))
   }
   return out
 }
 
 export interface IssueParams {
-  /** RFC 4514-style distinguished name, e.g. `CN=device, O=Example`. */
-  subject: string
+  /** The subject, e.g. `[['CN', 'device'], ['O', 'Example']]`. */
+  subject: DistinguishedName
   publicKey: KeyObject
   /**
    * `publicKey` as SubjectPublicKeyInfo DER when the caller already has it (from a CSR): OpenSSL 3
@@ -180,13 +168,4 @@ export async function createSelfSigned(
   if (params.keys.privateKey.asymmetricKeyType !== 'rsa') throw new Error('the signing key must be RSA')
   const issued = await writeCertificate({ ...params, publicKey: params.keys.publicKey }, { nameDer: nameDer(params.subject), privateKey: params.keys.privateKey })
   return new X509Certificate(issued)
-}
-
-/** Escapes a value for use inside an RFC 4514 distinguished-name string. */
-export function escapeDnValue(value: string): string {
-  return value
-    .replace(/[\\,+"<>;=]/g, (c) => `\\${c}`)
-    .replace(/^[ #]/, (c) => `\\${c}`)
-    .replace(/ $/, '\\ ')
-    .replace(/[\u0000-\u001f]/g, '')
 }

@@ -1,7 +1,9 @@
 /**
- * The default translation of errors into HTTP for JSON APIs: `{error, message}`. Protocol route groups
- * (enroll, SCEP, check-in, SSO pages) install their own handlers in their plugin scope and fall back to
- * `toHttpError` for anything they do not handle specially.
+ * How errors become HTTP answers: one pattern, one factory. Each protocol's route plugin installs
+ * `errorHandler({...})` in its scope, saying how its errors look on the wire (JSON `{error, message}`,
+ * OAuth 2 `{error, error_description}`, SCEP text, an HTML page for people); everything else is shared:
+ * the status and safe message from `toHttpError`, the log line at the level the status deserves, and
+ * `Retry-After` on every 503. The root scope answers `{error, message}` (this plugin).
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
@@ -12,6 +14,9 @@ export interface HttpError {
   code: string
   message: string
 }
+
+/** Seconds a client should wait before retrying a 503 (the database or an IdP is away). */
+export const RETRY_AFTER_SECONDS = 5
 
 /** Maps any thrown value to a status, a code and a message that is safe to show. */
 export function toHttpError(err: unknown): HttpError {
@@ -37,7 +42,7 @@ function fastifyCode(code: string | undefined, status: number): string {
   return 'bad_request'
 }
 
-function defaultMessage(status: number): string {
+export function defaultMessage(status: number): string {
   switch (status) {
     case 400:
       return 'Bad request'
@@ -62,17 +67,32 @@ export function logError(request: FastifyRequest, err: unknown, http: HttpError)
 }
 
 export function sendJsonError(reply: FastifyReply, http: HttpError): FastifyReply {
-  if (http.status === 503) reply.header('retry-after', '5')
   return reply.code(http.status).type('application/json; charset=utf-8').send({ error: http.code, message: http.message })
+}
+
+export interface ErrorHandlerOptions<H extends HttpError> {
+  /** This protocol's own reading of an error; undefined falls back to `toHttpError`. */
+  map?: (err: unknown, request: FastifyRequest) => H | undefined
+  /** The log line; `logError` by default. */
+  log?: (request: FastifyRequest, err: unknown, http: H | HttpError) => void
+  /** Writes the answer in this protocol's form (status and Retry-After are already set). */
+  send: (reply: FastifyReply, http: H | HttpError, request: FastifyRequest, err: unknown) => FastifyReply
+}
+
+/** The one error handler of every protocol, shaped by `options`. */
+export function errorHandler<H extends HttpError = HttpError>(options: ErrorHandlerOptions<H>) {
+  return (err: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const http = options.map?.(err, request) ?? toHttpError(err)
+    ;(options.log ?? logError)(request, err, http)
+    if (http.status === 503) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+    reply.code(http.status)
+    return options.send(reply, http, request, err)
+  }
 }
 
 export default fp(
   async (app: FastifyInstance) => {
-    app.setErrorHandler((err, request, reply) => {
-      const http = toHttpError(err)
-      logError(request, err, http)
-      return sendJsonError(reply, http)
-    })
+    app.setErrorHandler(errorHandler({ send: sendJsonError }))
     app.setNotFoundHandler((request, reply) => {
       return sendJsonError(reply, { status: 404, code: 'not_found', message: `No route for ${request.method} ${request.url.split('?')[0]}` })
     })

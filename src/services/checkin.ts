@@ -1,56 +1,35 @@
 /**
- * The check-in protocol and the command channel's reports (PROTOCOL.md sections 4, 8, 9): one method per
- * MessageType, as in nanomdm's service interface, plus `commandReport`. The route has already proved the
- * device's identity (`identify`) and parsed the message; every method then finds the enrollment the
- * certificate is bound to, checks that the message is about that enrollment, applies the bearer rules
- * (never to CheckOut) and does its work.
+ * The check-in protocol (PROTOCOL.md sections 4, 8, 9): one method per MessageType, as in nanomdm's
+ * service interface; the command channel's reports have their own service (commands.ts). The route has
+ * already proved the device's identity (`identify`) and parsed the message; every method then finds the
+ * enrollment the certificate is bound to, checks that the message is about that enrollment, applies the
+ * bearer rules (never to CheckOut) and does its work.
  *
  * Refusals are thrown: 400 (a message this server does not serve or that contradicts the enrollment), 403
  * (the certificate has no such enrollment: not authenticated, another EnrollmentID, checked out, another
  * user's token). A re-authentication is an answer, not an error: the route sends 401 with `headers`.
  */
-import type { Config } from '../config/index.js'
-import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
-import type { DeviceCertificate, MdmEnrollment, PrismaClient, Team } from '../generated/prisma/client.js'
-import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type CommandReport, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
+import { BadRequestError, NotFoundError } from '../errors.js'
+import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
 import { emptyDeclarationItemsResponse, emptyTokensResponse, parseDeclarativeEndpoint } from '../protocol/declarations.js'
 import {
   checkOutEnrollment,
   createEnrollment,
   enrollmentForCertificate,
-  findChannel,
   liveEnrollment,
   storeTokenUpdate,
-  touchChannel,
   touchEnrollment,
   updateAuthenticated,
   withEnrollmentLock,
-  type SeenUpdate,
-} from '../storage/mdm-enrollments.js'
-import type { ServerKeys } from './keys.js'
-import { checkBearer, identifyDevice, interactiveSignInTime, type BearerDecision, type IdentityInput, type ReauthReason, type UserBinding } from './mdm-identity.js'
+} from '../storage/enrollments.js'
+import { findProfile } from '../storage/profiles.js'
+import type { DeviceCertificate, MdmEnrollment } from '../storage/types.js'
+import { findAccessTokenById } from '../storage/users.js'
+import { refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
+import { checkBearer, identifyDevice, interactiveSignInTime, type IdentityInput, type UserBinding } from './mdm-identity.js'
 
-export interface CheckinDeps {
-  prisma: PrismaClient
-  config: Config
-  keys: ServerKeys
-  /** The enroll endpoint's 401 headers for a team (EnrollmentService.challenge). */
-  challenge(team: Team): Promise<Record<string, string>>
-}
-
-/** A request as the route hands it over: who signed it, what it says, and its Authorization header. */
-export interface MdmRequest<M> {
-  device: DeviceCertificate
-  message: M
-  authorization?: string
-  now?: Date
-}
-
-export type CheckinAnswer =
-  | { kind: 'ok'; enrollment: string; json?: unknown; note?: string }
-  | { kind: 'reauthenticate'; enrollment?: string; headers: Record<string, string>; reason: ReauthReason }
-  /** UserAuthenticate: the server does not manage that user (HTTP 410). */
-  | { kind: 'gone'; enrollment: string }
+export type { MdmAnswer as CheckinAnswer, MdmRequest } from './mdm-access.js'
+type CheckinAnswer = MdmAnswer
 
 export interface CheckinService {
   identify(input: IdentityInput, now?: Date): Promise<DeviceCertificate>
@@ -63,56 +42,11 @@ export interface CheckinService {
   userAuthenticate(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
   /** SetBootstrapToken, GetBootstrapToken, ReturnToService: device-enrollment messages. */
   unsupported(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
-  commandReport(request: MdmRequest<CommandReport>): Promise<CheckinAnswer>
 }
 
-const refuse = (message: string, code = 'enrollment_mismatch') => new ForbiddenError(message, { code })
-
-export function createCheckinService(deps: CheckinDeps): CheckinService {
-  const { prisma } = deps
-
-  async function reauthenticate(teamId: string, reason: ReauthReason, enrollment?: string): Promise<CheckinAnswer> {
-    const team = await prisma.team.findUniqueOrThrow({ where: { id: teamId } })
-    return { kind: 'reauthenticate', enrollment, headers: await deps.challenge(team), reason }
-  }
-
-  /**
-   * The enrollment the signing certificate belongs to, which the message must name. Everything but
-   * Authenticate starts here.
-   */
-  async function boundEnrollment(device: DeviceCertificate, message: { EnrollmentID: string }): Promise<MdmEnrollment> {
-    const enrollment = await enrollmentForCertificate(prisma, device)
-    if (!enrollment) throw refuse(`certificate ${device.id} has not sent Authenticate`, 'not_authenticated')
-    if (enrollment.enrollmentId !== message.EnrollmentID) {
-      throw refuse(`certificate ${device.id} belongs to enrollment ${enrollment.id}, not to the EnrollmentID in the message`)
-    }
-    return enrollment
-  }
-
-  function live(enrollment: MdmEnrollment): void {
-    if (enrollment.status === 'checked_out') throw refuse(`enrollment ${enrollment.id} is checked out`, 'checked_out')
-  }
-
-  function bindingOf(enrollment: MdmEnrollment): UserBinding {
-    return { userId: enrollment.userId, teamId: enrollment.teamId, currentAccessTokenId: enrollment.currentAccessTokenId, signedInAt: enrollment.signedInAt }
-  }
-
-  /** What to store after the bearer rules accepted a request: the presented token becomes the current one. */
-  function seenUpdate(enrollment: MdmEnrollment, decision: Extract<BearerDecision, { ok: true }>, now: Date): SeenUpdate {
-    const p = decision.presented
-    if (!p) return { now }
-    // The clock of REAUTH_AFTER never runs backwards because an older, still valid token was presented.
-    const signedInAt = p.signedInAt > enrollment.signedInAt ? p.signedInAt : undefined
-    return { now, currentAccessTokenId: p.tokenId, signedInAt }
-  }
-
-  /** The common path of every message but Authenticate and CheckOut. */
-  async function admit(request: MdmRequest<{ EnrollmentID: string }>, now: Date) {
-    const enrollment = await boundEnrollment(request.device, request.message)
-    live(enrollment)
-    const decision = await checkBearer(deps, bindingOf(enrollment), request.authorization, now)
-    return { enrollment, decision }
-  }
+export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinService {
+  const { db } = deps
+  const { reauthenticate, boundEnrollment, live, admit, bindingOf, seenUpdate } = access
 
   function requireDeviceChannel(message: { MessageType: string; EnrollmentUserID?: string }): void {
     // https://developer.apple.com/documentation/devicemanagement/authenticate: device channel only.
@@ -150,19 +84,20 @@ export function createCheckinService(deps: CheckinDeps): CheckinService {
       const { device, message } = request
       const now = request.now ?? new Date()
       requireDeviceChannel(message)
-      const existing = await enrollmentForCertificate(prisma, device)
+      const existing = await enrollmentForCertificate(db, device)
       if (existing) return authenticateAgain(request, existing, now)
 
       // The topic is the one the enrollment profile was issued with (it can never change).
-      const profile = device.enrollmentProfileId ? await prisma.enrollmentProfile.findUnique({ where: { id: device.enrollmentProfileId }, select: { topic: true } }) : null
+      const profile = device.enrollmentProfileId ? await findProfile(db, device.enrollmentProfileId) : null
       if (profile && profile.topic !== message.Topic) throw new BadRequestError('Topic is not the one of the enrollment profile', { code: 'topic_mismatch' })
 
-      const issuedFor = await prisma.accessToken.findUniqueOrThrow({ where: { id: device.accessTokenId } })
-      const binding: UserBinding = { userId: device.userId, teamId: device.teamId, currentAccessTokenId: issuedFor.id, signedInAt: await interactiveSignInTime(prisma, issuedFor) }
+      const issuedFor = await findAccessTokenById(db, device.accessTokenId)
+      if (!issuedFor) throw refuse(`the access token certificate ${device.id} was issued for no longer exists`, 'not_authenticated')
+      const binding: UserBinding = { userId: device.userId, teamId: device.teamId, currentAccessTokenId: issuedFor.id, signedInAt: await interactiveSignInTime(db, issuedFor) }
       const decision = await checkBearer(deps, binding, request.authorization, now, { firstAuthenticate: true })
       if (!decision.ok) return reauthenticate(device.teamId, decision.reason)
 
-      const created = await createEnrollment(prisma, {
+      const created = await createEnrollment(db, {
         enrollmentId: message.EnrollmentID,
         certificate: device,
         currentAccessTokenId: decision.presented?.tokenId ?? issuedFor.id,
@@ -176,9 +111,9 @@ export function createCheckinService(deps: CheckinDeps): CheckinService {
       if (created) return { kind: 'ok', enrollment: created.id, note: 'enrollment created' }
       // A unique index refused it: a concurrent Authenticate bound this certificate first (then this is a
       // retry), or another certificate holds the EnrollmentID.
-      const raced = await enrollmentForCertificate(prisma, device)
+      const raced = await enrollmentForCertificate(db, device)
       if (raced) return authenticateAgain(request, raced, now)
-      const holder = await liveEnrollment(prisma, message.EnrollmentID)
+      const holder = await liveEnrollment(db, message.EnrollmentID)
       throw refuse(`EnrollmentID belongs to enrollment ${holder?.id ?? '(gone)'} of another certificate`, 'enrollment_id_taken')
     },
 
@@ -188,7 +123,7 @@ export function createCheckinService(deps: CheckinDeps): CheckinService {
       if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
       const { message } = request
       if (message.Topic !== enrollment.topic) throw new BadRequestError('Topic is not the one this enrollment authenticated with', { code: 'topic_mismatch' })
-      return withEnrollmentLock(prisma, enrollment.id, async (tx, current) => {
+      return withEnrollmentLock(db, enrollment.id, async (tx, current) => {
         live(current)
         const channel = await storeTokenUpdate(
           tx,
@@ -213,7 +148,7 @@ export function createCheckinService(deps: CheckinDeps): CheckinService {
     async checkOut(request) {
       const now = request.now ?? new Date()
       const enrollment = await boundEnrollment(request.device, request.message)
-      return withEnrollmentLock(prisma, enrollment.id, async (tx, current) => {
+      return withEnrollmentLock(db, enrollment.id, async (tx, current) => {
         if (current.status === 'checked_out') return { kind: 'ok', enrollment: current.id, note: 'already checked out' }
         await checkOutEnrollment(tx, current.id, now)
         return { kind: 'ok', enrollment: current.id, note: 'checked out' }
@@ -225,13 +160,13 @@ export function createCheckinService(deps: CheckinDeps): CheckinService {
       const now = request.now ?? new Date()
       const { enrollment, decision } = await admit(request, now)
       if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
-      await touchEnrollment(prisma, enrollment.id, seenUpdate(enrollment, decision, now))
+      await touchEnrollment(db, enrollment.id, seenUpdate(enrollment, decision, now))
       const endpoint = parseDeclarativeEndpoint(request.message.Endpoint)
       switch (endpoint.kind) {
         case 'tokens':
-          return { kind: 'ok', enrollment: enrollment.id, json: emptyTokensResponse(enrollment.authenticatedAt) }
+          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: emptyTokensResponse(enrollment.authenticatedAt) } }
         case 'declaration-items':
-          return { kind: 'ok', enrollment: enrollment.id, json: emptyDeclarationItemsResponse() }
+          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: emptyDeclarationItemsResponse() } }
         case 'status':
           return { kind: 'ok', enrollment: enrollment.id }
         case 'declaration':
@@ -271,22 +206,6 @@ export function createCheckinService(deps: CheckinDeps): CheckinService {
       throw new BadRequestError(`${request.message.MessageType} is not supported for user enrollments`, { code: 'unsupported_message' })
     },
 
-    /**
-     * A report on the command channel. Until a command queue exists there is never a next command: every
-     * report is answered with an empty 200; a result for a command (none was sent) is ignored and logged.
-     */
-    async commandReport(request) {
-      const now = request.now ?? new Date()
-      const { enrollment, decision } = await admit(request, now)
-      if (enrollment.status !== 'active') throw refuse(`enrollment ${enrollment.id} has not sent TokenUpdate`, 'not_active')
-      const channel = await findChannel(prisma, enrollment.id, channelId(request.message))
-      if (!channel?.pushToken) throw refuse(`channel ${channelId(request.message)} has not sent TokenUpdate`, 'not_active')
-      if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
-      await touchEnrollment(prisma, enrollment.id, seenUpdate(enrollment, decision, now))
-      await touchChannel(prisma, channel.id, now)
-      const { Status: status } = request.message
-      return { kind: 'ok', enrollment: enrollment.id, note: status === 'Idle' ? undefined : 'result for a command this server did not send: ignored' }
-    },
   }
 
   async function authenticateAgain(request: MdmRequest<Authenticate>, enrollment: MdmEnrollment, now: Date): Promise<CheckinAnswer> {
@@ -298,7 +217,7 @@ export function createCheckinService(deps: CheckinDeps): CheckinService {
     if (message.Topic !== enrollment.topic) throw new BadRequestError('Topic is not the one this enrollment authenticated with', { code: 'topic_mismatch' })
     const decision = await checkBearer(deps, bindingOf(enrollment), request.authorization, now)
     if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
-    await withEnrollmentLock(prisma, enrollment.id, async (tx, current) => {
+    await withEnrollmentLock(db, enrollment.id, async (tx, current) => {
       live(current)
       await updateAuthenticated(tx, current.id, { productName: message.ProductName, osVersion: message.OSVersion, buildVersion: message.BuildVersion }, seenUpdate(current, decision, now))
     })

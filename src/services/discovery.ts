@@ -4,13 +4,14 @@
  * served, each by its team (created by name at start when missing), and any other domain is refused.
  */
 import type { Config } from '../config/index.js'
-import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import { MODEL_FAMILIES, parseUserIdentifier, WellKnownFailure, wellKnownResponse, type WellKnownResponse } from '../protocol/discovery.js'
 import type { ServerUrls } from '../protocol/urls.js'
-import { ensureTeamNamed } from './teams.js'
+import type { Client } from '../storage/database.js'
+import { ensureTeamNamed, findTeam, teamOfUrl } from '../storage/teams.js'
+import type { Team } from '../storage/types.js'
 
 export interface DiscoveryDeps {
-  prisma: PrismaClient
+  db: Client
   config: Config
   urls: ServerUrls
 }
@@ -27,7 +28,7 @@ export interface DiscoveryService {
   discover(query: DiscoveryQuery): Promise<{ response: WellKnownResponse; team: Team }>
 }
 
-export function createDiscoveryService({ prisma, config, urls }: DiscoveryDeps): DiscoveryService {
+export function createDiscoveryService({ db, config, urls }: DiscoveryDeps): DiscoveryService {
   const refuse = (description: string, message: string) => new WellKnownFailure(description, message)
   const allowed = config.enrollment.modelFamilies as readonly string[]
 
@@ -37,7 +38,7 @@ export function createDiscoveryService({ prisma, config, urls }: DiscoveryDeps):
     domains ??= (async () => {
       const map = new Map<string, string | null>()
       for (const { domain, team } of config.enrollment.domains ?? []) {
-        map.set(domain, team === undefined ? null : (await ensureTeamNamed(prisma, team)).id)
+        map.set(domain, team === undefined ? null : (await ensureTeamNamed(db, team)).id)
       }
       return map
     })().catch((err) => {
@@ -72,7 +73,7 @@ export function createDiscoveryService({ prisma, config, urls }: DiscoveryDeps):
         if (mapped === undefined) throw refuse(`domain ${id.domain} is not served by this server (ENROLL_DOMAINS)`, `${config.orgName} does not manage devices for accounts at ${id.domain}.`)
         teamId = mapped
       }
-      const team = teamId ? await prisma.team.findUnique({ where: { id: teamId } }) : await prisma.team.findFirst({ where: { isDefault: true } })
+      const team = teamId ? await findTeam(db, teamId) : await teamOfUrl(db, null)
       if (!team) throw new Error(`the team for ${id.domain} no longer exists; restart the server to create it again`)
       return { response: wellKnownResponse(urls.enroll(team.enrollmentToken)), team }
     },

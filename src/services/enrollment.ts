@@ -4,7 +4,6 @@
  */
 import type { Config } from '../config/index.js'
 import { AppError, BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError } from '../errors.js'
-import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import type { OidcClient } from '../identity/oidc.js'
 import { verifyDeviceSignature } from '../pki/apple-device.js'
 import { CmsError } from '../pki/cms.js'
@@ -12,13 +11,15 @@ import { wwwAuthenticate, type SignInChallenge } from '../protocol/challenge.js'
 import { modelFamilyOfProduct } from '../protocol/discovery.js'
 import { parseEnrollRequest, type DeviceAttributes } from '../protocol/enroll-request.js'
 import type { ServerUrls } from '../protocol/urls.js'
+import type { Client } from '../storage/database.js'
+import { teamOfUrl } from '../storage/teams.js'
+import type { Team } from '../storage/types.js'
 import type { ServerKeys } from './keys.js'
 import { assignedManagedAppleId, issueProfile, reissueProfile, type IssuedProfile } from './profiles.js'
-import { findTeamByEnrollmentToken } from './teams.js'
 import { bearerToken, checkTokenForEnrollment, findAccessToken, type TokenRefusal } from './tokens.js'
 
 export interface EnrollmentDeps {
-  prisma: PrismaClient
+  db: Client
   config: Config
   keys: ServerKeys
   urls: ServerUrls
@@ -84,11 +85,10 @@ export async function enrollChallenge(deps: Pick<EnrollmentDeps, 'urls' | 'confi
 }
 
 export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService {
-  const { prisma, config } = deps
+  const { db, config } = deps
 
   async function teamFor(teamToken: string | undefined): Promise<Team> {
-    const team =
-      teamToken === undefined ? await prisma.team.findFirst({ where: { isDefault: true } }) : await findTeamByEnrollmentToken(prisma, teamToken)
+    const team = await teamOfUrl(db, teamToken)
     if (!team) throw new NotFoundError('Unknown enrollment URL')
     return team
   }
@@ -129,7 +129,7 @@ export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService
 
       const presented = bearerToken(request.authorization)
       if (!presented) return challenge('no_token')
-      const token = await findAccessToken(prisma, presented)
+      const token = await findAccessToken(db, presented)
       const refusal = checkTokenForEnrollment(token, team.id, now)
       if (refusal || !token) return challenge(refusal ?? 'unknown')
       if (token.profileIssuedAt) return challenge('profile_already_issued')
@@ -142,19 +142,11 @@ export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService
         )
       }
 
-      const profile = await prisma.$transaction(async (tx) => {
-        // One profile per token, decided atomically; re-checked window and revocation close the race
-        // with a revocation between the check above and here.
-        const claimed = await tx.accessToken.updateMany({
-          where: { id: token.id, profileIssuedAt: null, revokedAt: null, enrollUntil: { gt: now } },
-          data: { profileIssuedAt: now },
-        })
-        if (claimed.count !== 1) return undefined
-        return issueProfile(deps, tx, { token, assignedManagedAppleId: managedAppleId, device })
-      })
+      // One profile per token, decided atomically with the record (storage/profiles.ts).
+      const profile = await issueProfile(deps, db, { token, assignedManagedAppleId: managedAppleId, device, now })
       return profile ? { kind: 'profile', profile, device } : challenge('profile_already_issued')
     },
 
-    reissue: (profileId, now) => prisma.$transaction((tx) => reissueProfile(deps, tx, profileId, now)),
+    reissue: (profileId, now) => reissueProfile(deps, db, profileId, now),
   }
 }

@@ -1,21 +1,26 @@
 /**
- * All wiring of use cases in one place: each service gets the storage, configuration and keys it needs.
- * Routes reach services through `app.services`; services never see Fastify.
+ * services/: the use cases. Each takes storage (a database client), configuration and keys, and returns
+ * plain data; none sees Fastify. Routes reach them through `app.services`; they reach the database only
+ * through storage/ (imports point one way: routes -> services -> storage).
+ *
+ * All wiring of use cases happens here, once.
  */
 import type { Config } from '../config/index.js'
-import type { PrismaClient } from '../generated/prisma/client.js'
 import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'
+import type { Client } from '../storage/database.js'
 import { createCheckinService, type CheckinService } from './checkin.js'
+import { createCommandService, type CommandService } from './commands.js'
 import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
+import { createMdmAccess } from './mdm-access.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
 import { createSsoService, type SsoService } from './sso.js'
 import { ScepService } from './scep.js'
 
 export interface ServiceDeps {
-  prisma: PrismaClient
+  db: Client
   config: Config
   keys: ServerKeys
   urls: ServerUrls
@@ -28,19 +33,23 @@ export interface Services {
   sso: SsoService
   scep: ScepService
   checkin: CheckinService
+  commands: CommandService
 }
 
 export function createServices(deps: ServiceDeps): Services {
   // One OIDC client per process: it caches the IdP's discovery document and JWKS.
   const oidc = deps.config.oidc ? new OidcClient(deps.config.oidc) : null
   const enrollment = createEnrollmentService({ ...deps, oidc })
+  // Re-authentication on check-in answers with exactly the enroll endpoint's challenge.
+  const mdm = { ...deps, challenge: enrollment.challenge }
+  const access = createMdmAccess(mdm)
   return {
     discovery: createDiscoveryService(deps),
     enrollment,
     oauth2: createOAuth2Service({ ...deps, oidc }),
     sso: createSsoService(deps),
     scep: new ScepService(deps),
-    // Re-authentication on check-in answers with exactly the enroll endpoint's challenge.
-    checkin: createCheckinService({ ...deps, challenge: (team) => enrollment.challenge(team) }),
+    checkin: createCheckinService(mdm, access),
+    commands: createCommandService(mdm, access),
   }
 }

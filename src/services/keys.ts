@@ -6,10 +6,10 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import type { Config, PemIdentity } from '../config/index.js'
-import type { PrismaClient } from '../generated/prisma/client.js'
 import { SecretBox } from '../pki/secretbox.js'
-import { bytes } from '../storage/bytes.js'
-import { createSelfSigned, escapeDnValue, generateRsaKeyPair, type Identity } from '../pki/x509.js'
+import type { Db } from '../storage/database.js'
+import { findKeyMaterial, insertKeyMaterial } from '../storage/keys.js'
+import { createSelfSigned, generateRsaKeyPair, type Identity } from '../pki/x509.js'
 
 export interface ServerKeys {
   scepCa: Identity
@@ -24,18 +24,18 @@ export interface KeyLogger {
   info(obj: object, msg: string): void
 }
 
-export async function loadServerKeys(prisma: PrismaClient, config: Config, log?: KeyLogger): Promise<ServerKeys> {
+export async function loadServerKeys(db: Db, config: Config, log?: KeyLogger): Promise<ServerKeys> {
   const box = new SecretBox(config.serverSecret)
   const load = (name: KeyName, given: PemIdentity | undefined, generate: () => Promise<Identity>) =>
-    given ? fromPem(given) : loadOrGenerate(prisma, box, name, generate, log)
+    given ? fromPem(given) : loadOrGenerate(db, box, name, generate, log)
 
-  const org = escapeDnValue(config.orgName)
+  const org = config.orgName
   const [scepCa, profileSigner] = await Promise.all([
     load('scepCa', config.keys.scepCa, async () => {
       const keys = await generateRsaKeyPair(2048)
       const notBefore = new Date(Date.now() - 3600_000)
       const certificate = await createSelfSigned({
-        subject: `CN=${org} Device CA, O=${org}`,
+        subject: [['CN', `${org} Device CA`], ['O', org]],
         keys,
         notBefore,
         notAfter: new Date(notBefore.getTime() + 10 * YEAR_MS),
@@ -49,7 +49,7 @@ export async function loadServerKeys(prisma: PrismaClient, config: Config, log?:
       const keys = await generateRsaKeyPair(2048)
       const notBefore = new Date(Date.now() - 3600_000)
       const certificate = await createSelfSigned({
-        subject: `CN=${org} Profile Signing, O=${org}`,
+        subject: [['CN', `${org} Profile Signing`], ['O', org]],
         keys,
         notBefore,
         notAfter: new Date(notBefore.getTime() + 10 * YEAR_MS),
@@ -70,24 +70,28 @@ function fromPem(given: PemIdentity): Identity {
 }
 
 async function loadOrGenerate(
-  prisma: PrismaClient,
+  db: Db,
   box: SecretBox,
   name: KeyName,
   generate: () => Promise<Identity>,
   log?: KeyLogger,
 ): Promise<Identity> {
-  let row = await prisma.keyMaterial.findUnique({ where: { name } })
+  let row = await findKeyMaterial(db, name)
   if (!row) {
     const identity = await generate()
     const sealed = box.seal(name, identity.privateKey.export({ type: 'pkcs8', format: 'der' }))
-    const inserted = await prisma.keyMaterial.createMany({
-      data: [{ name, certificatePem: identity.certificate.toString(), keyCiphertext: bytes(sealed.ciphertext), keyNonce: bytes(sealed.nonce), keyTag: bytes(sealed.tag) }],
-      skipDuplicates: true,
+    const inserted = await insertKeyMaterial(db, {
+      name,
+      certificatePem: identity.certificate.toString(),
+      keyCiphertext: new Uint8Array(sealed.ciphertext),
+      keyNonce: new Uint8Array(sealed.nonce),
+      keyTag: new Uint8Array(sealed.tag),
     })
-    if (inserted.count === 1) {
+    if (inserted) {
       log?.info({ key: name, subject: identity.certificate.subject.replace(/\n/g, ', '), fingerprint256: identity.certificate.fingerprint256 }, 'generated key material')
     }
-    row = await prisma.keyMaterial.findUniqueOrThrow({ where: { name } })
+    row = await findKeyMaterial(db, name)
+    if (!row) throw new Error(`the ${name} key was stored but cannot be read back`)
   }
   let der: Buffer
   try {

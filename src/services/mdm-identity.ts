@@ -15,9 +15,12 @@
 import type { X509Certificate } from 'node:crypto'
 import type { Config } from '../config/index.js'
 import { ForbiddenError } from '../errors.js'
-import type { AccessToken, DeviceCertificate, PrismaClient } from '../generated/prisma/client.js'
 import { certificateFingerprint } from '../pki/certificate.js'
 import { certificateFromProxyHeader, checkIssuedByCa, DeviceIdentityError, verifyMdmSignature } from '../pki/mdm-signature.js'
+import type { Db } from '../storage/database.js'
+import { grantCreatedAt } from '../storage/oauth2-grants.js'
+import type { AccessToken, DeviceCertificate } from '../storage/types.js'
+import { findAccessTokenWithUser, findUser } from '../storage/users.js'
 import { findDeviceCertificate, storedCertificateRefusal } from './device-certificates.js'
 import type { ServerKeys } from './keys.js'
 import { bearerToken, findAccessToken } from './tokens.js'
@@ -35,7 +38,7 @@ export interface IdentityInput {
  * The stored certificate that identifies the device. With a proxy-forwarded client certificate, a
  * `Mdm-Signature` sent as well must be by that same certificate.
  */
-export async function identifyDevice(deps: { prisma: PrismaClient; keys: ServerKeys }, input: IdentityInput, now: Date): Promise<DeviceCertificate> {
+export async function identifyDevice(deps: { db: Db; keys: ServerKeys }, input: IdentityInput, now: Date): Promise<DeviceCertificate> {
   let certificate: X509Certificate
   if (input.clientCertificate) {
     certificate = certificateFromProxyHeader(input.clientCertificate)
@@ -49,7 +52,7 @@ export async function identifyDevice(deps: { prisma: PrismaClient; keys: ServerK
     certificate = verifyMdmSignature(input.mdmSignature, input.body)
   }
   checkIssuedByCa(certificate, deps.keys.scepCa.certificate, now)
-  const stored = await findDeviceCertificate(deps.prisma, certificateFingerprint(certificate.raw))
+  const stored = await findDeviceCertificate(deps.db, certificateFingerprint(certificate.raw))
   if (!stored) throw new DeviceIdentityError('the signing certificate is not one this server issued (not in device_certificates)')
   const refusal = storedCertificateRefusal(stored, now)
   if (refusal) throw new DeviceIdentityError(`the signing certificate is ${refusal.replace(/_/g, ' ')}`)
@@ -82,7 +85,7 @@ export type BearerDecision =
   | { ok: false; reason: ReauthReason }
 
 export interface BearerDeps {
-  prisma: PrismaClient
+  db: Db
   config: Config
 }
 
@@ -97,13 +100,13 @@ export async function checkBearer(
   now: Date,
   options: { firstAuthenticate?: boolean } = {},
 ): Promise<BearerDecision> {
-  const { prisma, config } = deps
+  const { db, config } = deps
   let signedInAt: Date
   let presented: { tokenId: string; signedInAt: Date } | undefined
   if (authorization !== undefined) {
     const value = bearerToken(authorization)
     if (!value) return { ok: false, reason: 'not_a_bearer_token' }
-    const token = await findAccessToken(prisma, value)
+    const token = await findAccessToken(db, value)
     if (!token) return { ok: false, reason: 'unknown_token' }
     if (token.userId !== binding.userId || token.teamId !== binding.teamId) {
       throw new ForbiddenError(`the bearer token belongs to another ${token.userId !== binding.userId ? 'user' : 'team'} than this enrollment`, { code: 'bearer_token_mismatch' })
@@ -111,13 +114,13 @@ export async function checkBearer(
     if (token.revokedAt) return { ok: false, reason: 'token_revoked' }
     if (!token.user.active) return { ok: false, reason: 'user_inactive' }
     if (token.expiresAt && token.expiresAt.getTime() <= now.getTime()) return { ok: false, reason: 'token_expired' }
-    signedInAt = await interactiveSignInTime(prisma, token)
+    signedInAt = await interactiveSignInTime(db, token)
     presented = { tokenId: token.id, signedInAt }
   } else {
     // macOS device channel: no token is sent; the certificate's binding decides, and revoking the user or
     // the token the enrollment stands on still applies.
-    const current = binding.currentAccessTokenId ? await prisma.accessToken.findUnique({ where: { id: binding.currentAccessTokenId }, include: { user: true } }) : null
-    const user = current?.user ?? (await prisma.user.findUnique({ where: { id: binding.userId } }))
+    const current = binding.currentAccessTokenId ? await findAccessTokenWithUser(db, binding.currentAccessTokenId) : null
+    const user = current?.user ?? (await findUser(db, binding.userId))
     if (!user?.active) return { ok: false, reason: 'user_inactive' }
     if (current?.revokedAt) return { ok: false, reason: 'token_revoked' }
     signedInAt = binding.signedInAt
@@ -133,8 +136,7 @@ export async function checkBearer(
  * When the user last signed in interactively behind `token`: its own creation for web sign-in, the
  * grant's for an OAuth 2 token (a refresh is not a new sign-in).
  */
-export async function interactiveSignInTime(prisma: PrismaClient, token: AccessToken): Promise<Date> {
+export async function interactiveSignInTime(db: Db, token: AccessToken): Promise<Date> {
   if (!token.oauth2GrantId) return token.createdAt
-  const grant = await prisma.oAuth2Grant.findUnique({ where: { id: token.oauth2GrantId }, select: { createdAt: true } })
-  return grant?.createdAt ?? token.createdAt
+  return (await grantCreatedAt(db, token.oauth2GrantId)) ?? token.createdAt
 }

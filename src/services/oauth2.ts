@@ -6,9 +6,12 @@
  */
 import type { Config } from '../config/index.js'
 import { AppError, isDatabaseUnavailable } from '../errors.js'
-import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import { OidcError, type OidcClient, type OidcRefresh } from '../identity/oidc.js'
 import { SecretBox } from '../pki/secretbox.js'
+import type { Client } from '../storage/database.js'
+import { teamOfUrl } from '../storage/teams.js'
+import type { Team } from '../storage/types.js'
+import { findUser } from '../storage/users.js'
 import {
   consumeRefreshToken,
   continueGrant,
@@ -17,12 +20,10 @@ import {
   openIdpRefreshToken,
   releaseRefreshToken,
   revokeGrant,
-  sealIdpRefreshToken,
   type IssuedTokens,
 } from './oauth2-grants.js'
 import { teamGroupRefusal } from './sign-in-policy.js'
-import { findTeamByEnrollmentToken } from './teams.js'
-import { upsertUser } from './tokens.js'
+import { userData } from './tokens.js'
 
 /** RFC 6749 section 5.2 error codes, plus section 4.1.2.1's two server-side ones for IdP trouble. */
 export type OAuth2ErrorCode =
@@ -81,13 +82,13 @@ export interface OAuth2Service {
 }
 
 export interface OAuth2Deps {
-  prisma: PrismaClient
+  db: Client
   config: Config
   oidc: OidcClient | null
 }
 
 export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
-  const { prisma, config, oidc } = deps
+  const { db, config, oidc } = deps
   const box = new SecretBox(config.serverSecret)
   const lifetimes = { accessTokenTtlSeconds: config.oauth2.accessTokenTtlSeconds, refreshTokenTtlSeconds: config.oauth2.refreshTokenTtlSeconds }
 
@@ -127,42 +128,37 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
     const { claims } = signIn
     const groupRefusal = teamGroupRefusal(config.sso.teamGroups, team.name, claims.groups)
     if (groupRefusal) throw invalidGrant(`${claims.subject} is ${groupRefusal}`)
-    const issued = await prisma.$transaction(async (tx) => {
-      const user = await upsertUser(tx, claims)
-      if (!user.active) return { user, tokens: undefined }
-      const tokens = await createGrant(tx, box, {
-        userId: user.id,
-        teamId: team.id,
-        idpRefreshToken: signIn.idpRefreshToken,
-        enrollmentWindowSeconds: config.enrollmentWindowSeconds,
-        lifetimes,
-        now,
-      })
-      return { user, tokens }
+    const issued = await createGrant(db, box, {
+      user: userData(claims),
+      teamId: team.id,
+      idpRefreshToken: signIn.idpRefreshToken,
+      enrollmentWindowSeconds: config.enrollmentWindowSeconds,
+      lifetimes,
+      now,
     })
-    if (!issued.tokens) throw invalidGrant(`user ${issued.user.id} is deactivated`)
-    return { ...issued.tokens, grantType: 'authorization_code', userId: issued.user.id, notes: signIn.notes }
+    if (!issued.tokens) throw invalidGrant(`user ${issued.userId} is deactivated`)
+    return { ...issued.tokens, grantType: 'authorization_code', userId: issued.userId, notes: signIn.notes }
   }
 
   async function refreshToken(team: Team, params: Record<string, string>, now: Date): Promise<TokenOutcome> {
     const presented = params.refresh_token
     if (!presented) throw invalidRequest('refresh_token is required')
-    const found = await findRefreshToken(prisma, presented)
+    const found = await findRefreshToken(db, presented)
     if (!found) throw invalidGrant('unknown refresh token')
     const { grant } = found
     if (grant.teamId !== team.id) throw invalidGrant(`refresh token of grant ${grant.id} presented at another team's token URL`)
     if (grant.revokedAt) throw invalidGrant(`grant ${grant.id} is revoked (${grant.revokedReason ?? 'no reason'})`)
     if (found.usedAt) {
-      await revokeGrant(prisma, grant.id, 'refresh_token_reuse', now)
+      await revokeGrant(db, grant.id, 'refresh_token_reuse', now)
       throw invalidGrant(`refresh token reused: grant ${grant.id} revoked`, { alarm: true })
     }
     if (found.expiresAt.getTime() <= now.getTime()) throw invalidGrant(`refresh token of grant ${grant.id} expired`)
-    const user = await prisma.user.findUnique({ where: { id: grant.userId } })
+    const user = await findUser(db, grant.userId)
     if (!user?.active) throw invalidGrant(`user ${grant.userId} is deactivated`)
 
-    if (!(await consumeRefreshToken(prisma, found.id, now))) {
+    if (!(await consumeRefreshToken(db, found.id, now))) {
       // Another request exchanged it between our read and now: the same token in two hands.
-      await revokeGrant(prisma, grant.id, 'refresh_token_reuse', now)
+      await revokeGrant(db, grant.id, 'refresh_token_reuse', now)
       throw invalidGrant(`refresh token reused concurrently: grant ${grant.id} revoked`, { alarm: true })
     }
     try {
@@ -174,7 +170,7 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
           refreshed = await oidc.refresh(idpRefreshToken, user.subject)
         } catch (err) {
           const failure = idpFailure(err, 'IdP refresh')
-          if (failure.error === 'invalid_grant') await revokeGrant(prisma, grant.id, 'idp_refused', now)
+          if (failure.error === 'invalid_grant') await revokeGrant(db, grant.id, 'idp_refused', now)
           throw failure
         }
       }
@@ -182,20 +178,25 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
       // some, else with what was stored at the last sign-in. Leaving the group ends the grant.
       const groupRefusal = teamGroupRefusal(config.sso.teamGroups, team.name, refreshed?.claims?.groups ?? user.groups)
       if (groupRefusal) {
-        await revokeGrant(prisma, grant.id, 'group_not_allowed', now)
+        await revokeGrant(db, grant.id, 'group_not_allowed', now)
         throw invalidGrant(`${user.subject} is ${groupRefusal}: grant ${grant.id} revoked`)
       }
-      const issued = await prisma.$transaction(async (tx) => {
-        if (refreshed?.idpRefreshToken) await tx.oAuth2Grant.update({ where: { id: grant.id }, data: sealIdpRefreshToken(box, grant.id, refreshed.idpRefreshToken) })
-        if (refreshed?.claims) await upsertUser(tx, refreshed.claims)
-        return continueGrant(tx, { grantId: grant.id, userId: user.id, teamId: team.id, refreshedFromId: found.accessTokenId, lifetimes, now })
+      const issued = await continueGrant(db, box, {
+        grantId: grant.id,
+        userId: user.id,
+        teamId: team.id,
+        refreshedFromId: found.accessTokenId,
+        idpRefreshToken: refreshed?.idpRefreshToken,
+        user: refreshed?.claims ? userData(refreshed.claims) : undefined,
+        lifetimes,
+        now,
       })
       if (!issued) throw invalidGrant(`grant ${grant.id} was revoked during the refresh`)
       return { ...issued, grantType: 'refresh_token', userId: user.id, notes: [] }
     } catch (err) {
       // The device may retry the same refresh token when we, the IdP or the database could not answer.
       const retryable = (err instanceof OAuth2Error && err.status >= 500) || isDatabaseUnavailable(err)
-      if (retryable) await releaseRefreshToken(prisma, found.id, now).catch(() => {})
+      if (retryable) await releaseRefreshToken(db, found.id, now).catch(() => {})
       throw err
     }
   }
@@ -212,8 +213,7 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
       // A public client identifies itself with client_id only (RFC 6749 section 3.2.1).
       if (!params.client_id) throw invalidRequest('client_id is required')
       if (!oidc || params.client_id !== oidc.settings.clientId) throw new OAuth2Error(401, 'invalid_client', 'Unknown client', 'client_id is not OIDC_CLIENT_ID')
-      const team =
-        request.teamToken === undefined ? await prisma.team.findFirst({ where: { isDefault: true } }) : await findTeamByEnrollmentToken(prisma, request.teamToken)
+      const team = await teamOfUrl(db, request.teamToken)
       if (!team) throw invalidRequest('This token URL is not valid')
       return grantType === 'authorization_code' ? authorizationCode(team, params, now) : refreshToken(team, params, now)
     },

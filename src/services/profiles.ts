@@ -7,16 +7,16 @@
  */
 import { createHash, randomUUID } from 'node:crypto'
 import type { Config } from '../config/index.js'
-import type { AccessToken, EnrollmentProfile, Prisma } from '../generated/prisma/client.js'
 import { signCms } from '../pki/cms.js'
+import { hashSecret, newSecret } from '../pki/secrets.js'
 import type { DeviceAttributes } from '../protocol/enroll-request.js'
 import { parseUserIdentifier } from '../protocol/discovery.js'
 import { buildPlist } from '../protocol/plist.js'
 import { buildEnrollmentProfile, type EnrollmentProfileSpec, type ScepSubject } from '../protocol/profile.js'
 import type { ServerUrls } from '../protocol/urls.js'
-import { bytes } from '../storage/bytes.js'
-import type { Db } from '../storage/database.js'
-import { createScepChallenge } from './challenges.js'
+import type { Client } from '../storage/database.js'
+import { claimTokenForProfile, copyProfileRecord, type ProfileChallenge } from '../storage/profiles.js'
+import type { AccessToken, EnrollmentProfile } from '../storage/types.js'
 import type { ServerKeys } from './keys.js'
 
 /**
@@ -61,16 +61,24 @@ export function assignedManagedAppleId(source: Config['enrollment']['managedAppl
   }
 }
 
-/** Issues the first profile for `token`: record (values from configuration now), challenge, signed profile. */
+/**
+ * Issues the first profile for `token`: claims the token (one profile per sign-in), stores the record
+ * (values from configuration now) and its challenge, and signs the profile. Undefined when the token was
+ * already claimed, revoked or its window closed in the meantime.
+ */
 export async function issueProfile(
   deps: ProfileDeps,
-  tx: Prisma.TransactionClient,
-  params: { token: AccessToken; assignedManagedAppleId: string; device: DeviceAttributes },
-): Promise<IssuedProfile> {
+  db: Client,
+  params: { token: AccessToken; assignedManagedAppleId: string; device: DeviceAttributes; now: Date },
+): Promise<IssuedProfile | undefined> {
   const { config, keys, urls } = deps
   const host = new URL(config.serverUrl).hostname
-  const record = await tx.enrollmentProfile.create({
-    data: {
+  const challenge = newSecret()
+  const record = await claimTokenForProfile(
+    db,
+    params.token.id,
+    params.now,
+    {
       ...freshIdentity(),
       accessTokenId: params.token.id,
       userId: params.token.userId,
@@ -92,13 +100,14 @@ export async function issueProfile(
       scepName: host,
       // What the device puts in its CSR; the SCEP CA issues from its own template regardless.
       scepSubject: [[['O', config.orgName]], [['CN', 'MDM device identity']]] satisfies ScepSubject,
-      scepCaFingerprint: bytes(createHash('sha1').update(keys.scepCa.certificate.raw).digest()),
+      scepCaFingerprint: new Uint8Array(createHash('sha1').update(keys.scepCa.certificate.raw).digest()),
       deviceProduct: params.device.product ?? null,
       deviceVersion: params.device.version ?? null,
       deviceLanguage: params.device.language ?? null,
     },
-  })
-  return finish(deps, tx, record, params.token.enrollUntil)
+    challengeFor(params.token, challenge, params.token.enrollUntil),
+  )
+  return record && sign(deps, record, challenge)
 }
 
 /**
@@ -106,14 +115,11 @@ export async function issueProfile(
  * must-not-change values whatever the configuration says now, fresh payload UUIDs and a fresh SCEP
  * challenge valid for ENROLLMENT_WINDOW. For profile updates sent over the command channel.
  */
-export async function reissueProfile(deps: ProfileDeps, tx: Prisma.TransactionClient, profileId: string, now = new Date()): Promise<IssuedProfile> {
-  const { id: _id, createdAt: _createdAt, payloadUuid: _p, mdmPayloadUuid: _m, scepPayloadUuid: _s, scepSubject, ...kept } = await tx.enrollmentProfile.findUniqueOrThrow({
-    where: { id: profileId },
-  })
-  const record = await tx.enrollmentProfile.create({
-    data: { ...kept, ...freshIdentity(), scepSubject: scepSubject as Prisma.InputJsonValue, scepCaFingerprint: bytes(kept.scepCaFingerprint) },
-  })
-  return finish(deps, tx, record, new Date(now.getTime() + deps.config.enrollmentWindowSeconds * 1000))
+export async function reissueProfile(deps: ProfileDeps, db: Client, profileId: string, now = new Date()): Promise<IssuedProfile> {
+  const challenge = newSecret()
+  const expiresAt = new Date(now.getTime() + deps.config.enrollmentWindowSeconds * 1000)
+  const record = await copyProfileRecord(db, profileId, freshIdentity(), (r) => challengeFor({ id: r.accessTokenId, userId: r.userId, teamId: r.teamId }, challenge, expiresAt))
+  return sign(deps, record, challenge)
 }
 
 /** Every profile gets new UUIDs: the device tells profiles apart by PayloadIdentifier, not UUID. */
@@ -121,15 +127,12 @@ function freshIdentity() {
   return { id: randomUUID(), payloadUuid: randomUUID(), mdmPayloadUuid: randomUUID(), scepPayloadUuid: randomUUID() }
 }
 
-/** Creates the record's one-time SCEP challenge, builds the profile from the record and signs it. */
-async function finish(deps: ProfileDeps, db: Db, record: EnrollmentProfile, challengeExpiresAt: Date): Promise<IssuedProfile> {
-  const { challenge } = await createScepChallenge(db, {
-    accessTokenId: record.accessTokenId,
-    userId: record.userId,
-    teamId: record.teamId,
-    enrollmentProfileId: record.id,
-    expiresAt: challengeExpiresAt,
-  })
+function challengeFor(token: Pick<AccessToken, 'id' | 'userId' | 'teamId'>, challenge: string, expiresAt: Date): ProfileChallenge {
+  return { challengeHash: hashSecret(challenge), accessTokenId: token.id, userId: token.userId, teamId: token.teamId, expiresAt }
+}
+
+/** Builds the profile from the record and its challenge, and signs it. */
+function sign(deps: ProfileDeps, record: EnrollmentProfile, challenge: string): IssuedProfile {
   const content = Buffer.from(buildPlist(buildEnrollmentProfile(specFromRecord(record, challenge))), 'utf8')
   const signer = deps.keys.profileSigner
   const signed = signCms({ content, certificate: signer.certificate, privateKey: signer.privateKey, extraCertificates: signer.chain })

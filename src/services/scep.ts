@@ -8,7 +8,6 @@
 import { randomUUID, type KeyObject } from 'node:crypto'
 import type { Config } from '../config/index.js'
 import { BadRequestError } from '../errors.js'
-import type { PrismaClient } from '../generated/prisma/client.js'
 import {
   buildCertRep,
   CIPHERS,
@@ -23,11 +22,14 @@ import {
   type OpenedRequest,
   type PkiMessage,
 } from '../pki/scep/index.js'
-import { CertificateSigner, escapeDnValue, randomSerialHex } from '../pki/x509.js'
-import { bytes } from '../storage/bytes.js'
-import { certificateFingerprint, findDeviceCertificate, storedCertificateRefusal, storeWithChallenge, type NewDeviceCertificate } from './device-certificates.js'
+import { formatName, type DistinguishedName } from '../pki/names.js'
+import { CertificateSigner, randomSerialHex } from '../pki/x509.js'
+import type { Db } from '../storage/database.js'
+import { findScepChallenge, storeRenewal, storeWithChallenge } from '../storage/scep.js'
+import { findAccessTokenWithUser } from '../storage/users.js'
+import { certificateFingerprint, findDeviceCertificate, storedCertificateRefusal, type NewDeviceCertificate } from './device-certificates.js'
 import type { ServerKeys } from './keys.js'
-import { hashSecret, MAX_SECRET_LENGTH } from './secrets.js'
+import { hashSecret, MAX_SECRET_LENGTH } from '../pki/secrets.js'
 
 /**
  * GetCACaps (RFC 8894 section 3.5.2). SHA-1 is not offered: clients that cannot do better still get
@@ -41,7 +43,7 @@ export const SCEP_CAPABILITIES = ['POSTPKIOperation', 'SHA-256', 'SHA-512', 'AES
 const BACKDATE_MS = 10 * 60_000
 
 export interface ScepServiceDeps {
-  prisma: PrismaClient
+  db: Db
   config: Config
   keys: ServerKeys
 }
@@ -137,7 +139,7 @@ export class ScepService {
     if (password.length > MAX_SECRET_LENGTH) return refuse('badRequest', 'unknown challenge')
     const challengeHash = hashSecret(password)
     const prepared = await this.prepare(request, opened, now)
-    if (await storeWithChallenge(this.deps.prisma, challengeHash, now, prepared.certificate)) {
+    if (await storeWithChallenge(this.deps.db, challengeHash, now, prepared.certificate)) {
       return { refused: false, body: prepared.body, certificateId: prepared.certificate.id }
     }
     return refuse('badRequest', await this.explainChallenge(challengeHash, now))
@@ -145,31 +147,16 @@ export class ScepService {
 
   /** RenewalReq: signed by an unexpired, unrevoked certificate this CA issued; same enrollment, no challenge. */
   private async renew(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<Decision> {
-    const prisma = this.deps.prisma
-    const previous = await findDeviceCertificate(prisma, certificateFingerprint(request.signerCertificate.raw))
+    const db = this.deps.db
+    const previous = await findDeviceCertificate(db, certificateFingerprint(request.signerCertificate.raw))
     if (!previous) return refuse('badRequest', 'RenewalReq signed by a certificate this CA did not issue')
     const unusable = storedCertificateRefusal(previous, now)
     if (unusable) return refuse('badRequest', `RenewalReq signed by a ${unusable.replace(/_/g, ' ')} certificate`)
-    const token = await prisma.accessToken.findUnique({ where: { id: previous.accessTokenId }, include: { user: true } })
+    const token = await findAccessTokenWithUser(db, previous.accessTokenId)
     const inactive = token ? enrollmentRefusal(token) : 'the enrollment no longer exists'
     if (inactive) return refuse('badRequest', inactive)
     const { certificate, body } = await this.prepare(request, opened, now)
-    await prisma.deviceCertificate.create({
-      data: {
-        id: certificate.id,
-        serial: certificate.serial,
-        fingerprintSha256: certificate.fingerprintSha256,
-        subject: certificate.subject,
-        notBefore: certificate.notBefore,
-        notAfter: certificate.notAfter,
-        certificateDer: bytes(certificate.der),
-        userId: previous.userId,
-        teamId: previous.teamId,
-        accessTokenId: previous.accessTokenId,
-        enrollmentProfileId: previous.enrollmentProfileId,
-        renewedFromId: previous.id,
-      },
-    })
+    await storeRenewal(db, previous, certificate)
     return { refused: false, body, certificateId: certificate.id }
   }
 
@@ -180,7 +167,7 @@ export class ScepService {
   private async prepare(request: PkiMessage, opened: OpenedRequest, now: Date): Promise<{ certificate: NewDeviceCertificate; body: Buffer }> {
     const ca = this.deps.keys.scepCa
     const id = randomUUID()
-    const subject = `CN=${id}, O=${escapeDnValue(this.deps.config.orgName)}`
+    const subject: DistinguishedName = [['CN', id], ['O', this.deps.config.orgName]]
     const serial = randomSerialHex()
     const validityMs = this.deps.config.scepCertValidityDays * 86400_000
     // Certificates carry whole seconds; store exactly what the certificate says.
@@ -197,12 +184,12 @@ export class ScepService {
       extendedKeyUsage: ['clientAuth'],
     })
     const body = await buildCertRep(ca, request, { status: 'SUCCESS', certificateDer: der, recipient: request.signerCertificate, cipher: replyCipher(opened.cipher) })
-    return { certificate: { id, serial, fingerprintSha256: certificateFingerprint(der), subject, notBefore, notAfter, der }, body }
+    return { certificate: { id, serial, fingerprintSha256: certificateFingerprint(der), subject: formatName(subject), notBefore, notAfter, der }, body }
   }
 
   /** Why a challenge was not taken, for the log. */
   private async explainChallenge(challengeHash: Uint8Array<ArrayBuffer>, now: Date): Promise<string> {
-    const challenge = await this.deps.prisma.scepChallenge.findUnique({ where: { challengeHash }, include: { accessToken: { include: { user: true } } } })
+    const challenge = await findScepChallenge(this.deps.db, challengeHash)
     if (!challenge) return 'unknown challenge'
     const inactive = enrollmentRefusal(challenge.accessToken)
     if (inactive) return inactive

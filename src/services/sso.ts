@@ -5,14 +5,15 @@
  * proves who the user is; everything after that is here and shared by every sign-in method.
  */
 import type { Config } from '../config/index.js'
-import type { PrismaClient, Team } from '../generated/prisma/client.js'
 import { devSignIn } from '../identity/dev.js'
 import { SignInError, type VerifiedSignIn } from '../identity/index.js'
 import { SamlServiceProvider, type SamlPost } from '../identity/saml/provider.js'
 import { authenticationResultsUrl } from '../protocol/web-signin.js'
 import type { ServerUrls } from '../protocol/urls.js'
+import type { Client } from '../storage/database.js'
+import { findTeam, teamOfUrl } from '../storage/teams.js'
+import type { Team } from '../storage/types.js'
 import { teamGroupRefusal } from './sign-in-policy.js'
-import { findTeamByEnrollmentToken } from './teams.js'
 import { mintAccessToken, upsertUser } from './tokens.js'
 
 export interface CompletedSignIn {
@@ -25,7 +26,7 @@ export interface CompletedSignIn {
 }
 
 export interface SsoDeps {
-  prisma: PrismaClient
+  db: Client
   config: Config
   urls: ServerUrls
 }
@@ -46,11 +47,11 @@ export interface SsoService {
 }
 
 export function createSsoService(deps: SsoDeps): SsoService {
-  const { prisma, config, urls } = deps
-  const saml = config.sso.saml ? new SamlServiceProvider(config.sso.saml, { callback: urls.ssoCallback }, prisma) : null
+  const { db, config, urls } = deps
+  const saml = config.sso.saml ? new SamlServiceProvider(config.sso.saml, { callback: urls.ssoCallback }, db) : null
 
   async function team(enrollmentToken: string | null | undefined): Promise<Team> {
-    const found = enrollmentToken ? await findTeamByEnrollmentToken(prisma, enrollmentToken) : await prisma.team.findFirst({ where: { isDefault: true } })
+    const found = await teamOfUrl(db, enrollmentToken)
     if (!found) throw new SignInError('unknown_team', 'no team has this enrollment token')
     return usesWebSignIn(found)
   }
@@ -76,16 +77,16 @@ export function createSsoService(deps: SsoDeps): SsoService {
         throw new SignInError('identifier_mismatch', `signed in as ${claims.email ?? '(no email)'} but the device entered ${context.userIdentifier ?? '(nothing)'} (SSO_REQUIRE_IDENTIFIER_MATCH)`)
       }
     }
-    const found = await prisma.team.findUnique({ where: { id: context.teamId } })
+    const found = await findTeam(db, context.teamId)
     if (!found) throw new SignInError('unknown_team', `team ${context.teamId} no longer exists`)
     const target = usesWebSignIn(found)
     const groupRefusal = teamGroupRefusal(policy.teamGroups, target.name, claims.groups)
     if (groupRefusal) throw new SignInError('group_not_allowed', `${claims.subject} is ${groupRefusal}`)
-    const user = await upsertUser(prisma, claims)
+    const user = await upsertUser(db, claims)
     // A deactivated user would get a token the enroll endpoint refuses, and the device would ask for the
     // sign-in again, forever: stop here with a page that says why.
     if (!user.active) throw new SignInError('user_inactive', `user ${user.id} is deactivated`)
-    const { token, record } = await mintAccessToken(prisma, {
+    const { token, record } = await mintAccessToken(db, {
       userId: user.id,
       teamId: target.id,
       method: signIn.method,

@@ -7,21 +7,14 @@
  * it may fetch an enrollment profile; after that it can no longer start anything new.
  */
 import { BadRequestError } from '../errors.js'
-import type { AccessToken, PrismaClient, Team, User } from '../generated/prisma/client.js'
+import type { IdentityClaims, SignInMethod } from '../identity/index.js'
+import { hashSecret, MAX_SECRET_LENGTH, newSecret } from '../pki/secrets.js'
 import { XML_ILLEGAL_CHARACTERS } from '../protocol/xml-limits.js'
 import type { Db } from '../storage/database.js'
-import { hashSecret, MAX_SECRET_LENGTH, newSecret } from './secrets.js'
+import { createAccessToken, findAccessTokenByHash, upsertUser as upsertUserRow, type NewAccessToken, type TokenWithUser, type UserData } from '../storage/users.js'
+import type { AccessToken, User } from '../storage/types.js'
 
-export type SignInMethod = 'saml' | 'oauth2' | 'dev'
-
-export interface IdentityClaims {
-  /** SAML IdP entity id, OIDC issuer, or `dev`. */
-  issuer: string
-  subject: string
-  email?: string | null
-  displayName?: string | null
-  groups?: string[]
-}
+export type { TokenWithUser }
 
 export interface MintedAccessToken {
   /** The token itself: give it to the device once, never store or log it. */
@@ -29,24 +22,20 @@ export interface MintedAccessToken {
   record: AccessToken
 }
 
-/** Creates or refreshes the user the IdP vouched for. */
-export async function upsertUser(prisma: Db, claims: IdentityClaims): Promise<User> {
+/** The user row for what the IdP vouched for; refuses values Postgres text cannot hold. */
+export function userData(claims: IdentityClaims): UserData {
   // An IdP value with a control character (a decoded &#0; in a SAML NameID, say) is refused here, where
   // every sign-in method meets the database: Postgres text cannot hold U+0000.
   const values = [claims.issuer, claims.subject, claims.email, claims.displayName, ...(claims.groups ?? [])]
   if (values.some((v) => typeof v === 'string' && XML_ILLEGAL_CHARACTERS.test(v))) {
     throw new BadRequestError('the identity provider sent a user attribute with a control character', { code: 'invalid_identity' })
   }
-  const data = {
-    email: claims.email ?? null,
-    displayName: claims.displayName ?? null,
-    groups: claims.groups ?? [],
-  }
-  return prisma.user.upsert({
-    where: { issuer_subject: { issuer: claims.issuer, subject: claims.subject } },
-    create: { issuer: claims.issuer, subject: claims.subject, ...data },
-    update: data,
-  })
+  return { issuer: claims.issuer, subject: claims.subject, email: claims.email ?? null, displayName: claims.displayName ?? null, groups: claims.groups ?? [] }
+}
+
+/** Creates or refreshes the user the IdP vouched for. */
+export async function upsertUser(db: Db, claims: IdentityClaims): Promise<User> {
+  return upsertUserRow(db, userData(claims))
 }
 
 export interface MintParams {
@@ -64,11 +53,13 @@ export interface MintParams {
   now?: Date
 }
 
-export async function mintAccessToken(prisma: Db, params: MintParams): Promise<MintedAccessToken> {
+/** A new token value and the row that stands for it (not yet stored). */
+export function newAccessToken(params: MintParams): { token: string; row: NewAccessToken } {
   const token = newSecret()
   const now = params.now ?? new Date()
-  const record = await prisma.accessToken.create({
-    data: {
+  return {
+    token,
+    row: {
       tokenHash: hashSecret(token),
       userId: params.userId,
       teamId: params.teamId,
@@ -80,16 +71,18 @@ export async function mintAccessToken(prisma: Db, params: MintParams): Promise<M
       oauth2GrantId: params.oauth2GrantId ?? null,
       refreshedFromId: params.refreshedFromId ?? null,
     },
-  })
-  return { token, record }
+  }
 }
 
-export type TokenWithUser = AccessToken & { user: User; team: Team }
+export async function mintAccessToken(db: Db, params: MintParams): Promise<MintedAccessToken> {
+  const { token, row } = newAccessToken(params)
+  return { token, record: await createAccessToken(db, row) }
+}
 
 /** The token record for a presented bearer value, with its user and team; null when unknown. */
-export async function findAccessToken(prisma: PrismaClient, token: string): Promise<TokenWithUser | null> {
+export async function findAccessToken(db: Db, token: string): Promise<TokenWithUser | null> {
   if (!token || token.length > MAX_SECRET_LENGTH) return null
-  return prisma.accessToken.findUnique({ where: { tokenHash: hashSecret(token) }, include: { user: true, team: true } })
+  return findAccessTokenByHash(db, hashSecret(token))
 }
 
 export type TokenRefusal = 'unknown' | 'revoked' | 'user_inactive' | 'enrollment_window_over' | 'other_team' | 'expired' | 'refreshed'

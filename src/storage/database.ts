@@ -11,8 +11,12 @@ import pg from 'pg'
 import { PrismaPGlite } from 'pglite-prisma-adapter'
 import { PrismaClient, type Prisma } from '../generated/prisma/client.js'
 
-/** The Prisma client or an open transaction: storage functions that work inside or outside one take this. */
-export type Db = PrismaClient | Prisma.TransactionClient
+/** The client itself: storage functions that open a transaction take this. */
+export type Client = PrismaClient
+/** An open transaction. */
+export type Tx = Prisma.TransactionClient
+/** The client or an open transaction: storage functions that work inside or outside one take this. */
+export type Db = Client | Tx
 
 /** A SQL connection outside Prisma, used only by the migrator. */
 export interface SqlSession {

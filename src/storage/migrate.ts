@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import type { SqlSession } from './database.js'
+import type { Db, SqlSession } from './database.js'
 
 /** prisma/migrations, found from both src/storage (tests) and dist/storage (built). */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations/', import.meta.url))
@@ -81,4 +81,10 @@ export async function migrate(
   } finally {
     await session.query('SELECT pg_advisory_unlock($1)', [LOCK_KEY.toString()]).catch(() => {})
   }
+}
+
+/** Names of the migrations the database has applied (for the readiness check). */
+export async function appliedMigrationNames(db: Db): Promise<Set<string>> {
+  const rows = await db.$queryRawUnsafe<{ name: string }[]>('SELECT name FROM schema_migrations')
+  return new Set(rows.map((r) => r.name))
 }

@@ -39,7 +39,7 @@ async function refused(send: () => Promise<{ statusCode: number; body: string; h
 async function fromOurCa(options: { notBefore?: Date; notAfter?: Date; eku?: ('clientAuth' | 'emailProtection')[] } = {}) {
   const keys = await generateRsaKeyPair(2048)
   const certificate = await (await CertificateSigner.create(t.app.keys.scepCa)).issue({
-    subject: 'CN=not-from-scep',
+    subject: [['CN', 'not-from-scep']],
     publicKey: keys.publicKey,
     notBefore: options.notBefore ?? new Date(Date.now() - DAY),
     notAfter: options.notAfter ?? new Date(Date.now() + DAY),
@@ -85,14 +85,15 @@ describe('row 7: Mdm-Signature', () => {
 
   it('self-signed and foreign-CA signers are 403', async () => {
     const keys = await generateRsaKeyPair(2048)
-    const selfSigned = await createSelfSigned({ subject: 'CN=device', keys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'], extendedKeyUsage: ['clientAuth'] })
+    const selfSigned = await createSelfSigned({ subject: [['CN', 'device']], keys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'], extendedKeyUsage: ['clientAuth'] })
     await refused(() => a.idle({ signer: { certificate: selfSigned, privateKey: keys.privateKey } }), 403, /not issued by this server's CA/)
 
     const caKeys = await generateRsaKeyPair(2048)
-    const foreignCa = await createSelfSigned({ subject: t.app.keys.scepCa.certificate.subject.replace(/\n/g, ', '), keys: caKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), ca: true, keyUsage: ['keyCertSign'] })
+    // The same name as this server's CA, another key.
+    const foreignCa = await createSelfSigned({ subject: [['CN', `${t.config.orgName} Device CA`], ['O', t.config.orgName]], keys: caKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), ca: true, keyUsage: ['keyCertSign'] })
     const foreignKeys = await generateRsaKeyPair(2048)
     const foreign = await (await CertificateSigner.create({ certificate: foreignCa, privateKey: caKeys.privateKey })).issue({
-      subject: 'CN=device',
+      subject: [['CN', 'device']],
       publicKey: foreignKeys.publicKey,
       notBefore: new Date(Date.now() - DAY),
       notAfter: new Date(Date.now() + DAY),
@@ -105,7 +106,7 @@ describe('row 7: Mdm-Signature', () => {
   it('an expired identity certificate of this CA is 403, even one stored for the enrollment', async () => {
     const stored = (await findDeviceCertificate(t.app.db.prisma, certificateFingerprint(a.certificate.raw)))!
     const expired = await (await CertificateSigner.create(t.app.keys.scepCa)).issue({
-      subject: stored.subject,
+      subject: [['CN', stored.id]],
       publicKey: a.keys.publicKey,
       notBefore: new Date(Date.now() - 400 * DAY),
       notAfter: new Date(Date.now() - DAY),
@@ -207,7 +208,7 @@ describe('MDM_CLIENT_CERT_HEADER behind a TLS-terminating proxy', () => {
     const res = await put(a, { 'x-client-cert': encodeURIComponent(a.certificate.toString()) }, b.sign(a.body('idle')))
     expect(res.statusCode).toBe(403)
     const keys = await generateRsaKeyPair(2048)
-    const selfSigned = await createSelfSigned({ subject: 'CN=device', keys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'], extendedKeyUsage: ['clientAuth'] })
+    const selfSigned = await createSelfSigned({ subject: [['CN', 'device']], keys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'], extendedKeyUsage: ['clientAuth'] })
     expect((await put(a, { 'x-client-cert': encodeURIComponent(selfSigned.toString()) })).statusCode).toBe(403)
   })
 

@@ -143,7 +143,7 @@ describe('row 12: reports about commands this server did not send', () => {
 describe('renewed identity certificates (SCEP RenewalReq)', () => {
   async function renew(device: Device): Promise<Device> {
     const keys = rsaKeys()
-    const csr = buildCsr({ keys, subject: nameDer({ CN: 'renewal' }) })
+    const csr = buildCsr({ keys, subject: nameDer([['CN', 'renewal']]) })
     const request = scepRequest(t.app, { keys, csr, messageType: MessageType.RenewalReq, signer: { certificate: device.certificate, privateKey: device.keys.privateKey } })
     const certificate = issuedCertificate(certRep(t.app, (await postPkiOperation(t.app, request.der)).rawPayload, request.signer))
     return new Device(t.app, keys, certificate, device.user, device.topic, device.path, device.enrollmentId, device.token)

@@ -5,7 +5,7 @@
  * grant stops them all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { hashSecret } from '../../src/services/secrets.js'
+import { hashSecret } from '../../src/pki/secrets.js'
 import { postEnroll } from '../enroll/helpers.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { enrollDevice } from '../helpers/device.js'

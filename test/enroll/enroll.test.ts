@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { signCms } from '../../src/pki/cms.js'
 import { createSelfSigned, generateRsaKeyPair } from '../../src/pki/x509.js'
 import { isDict, type PlistDict } from '../../src/protocol/plist.js'
-import { newEnrollmentToken } from '../../src/services/teams.js'
+import { newEnrollmentToken } from '../../src/storage/teams.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { enrollBody, payloadOf, postEnroll, signIn, verifyProfile, writtenRows } from './helpers.js'
 
@@ -239,7 +239,7 @@ describe('hostile and broken bodies', () => {
   it('refuse garbage, truncated, deep-BER, empty and non-plist bodies with 400, oversized ones with 413, and write nothing', async () => {
     const { token, tokenId } = await signIn(t.app)
     const keys = await generateRsaKeyPair()
-    const certificate = await createSelfSigned({ subject: 'CN=x', keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
+    const certificate = await createSelfSigned({ subject: [['CN', 'x']], keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
     const signedGarbage = (content: string) => signCms({ content: Buffer.from(content), certificate, privateKey: keys.privateKey })
     const bodies: [string, Buffer | string, number][] = [
       ['garbage', 'hello, this is not CMS', 400],
@@ -293,7 +293,7 @@ describe('hostile and broken bodies', () => {
 describe('device signature policy', () => {
   async function selfSignedBody() {
     const keys = await generateRsaKeyPair()
-    const certificate = await createSelfSigned({ subject: 'CN=Laptop pretending to be an iPhone', keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
+    const certificate = await createSelfSigned({ subject: [['CN', 'Laptop pretending to be an iPhone']], keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
     const content = '<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>PRODUCT</key><string>iPhone12,1</string></dict></plist>'
     return signCms({ content: Buffer.from(content), certificate, privateKey: keys.privateKey, digest: 'sha1' })
   }

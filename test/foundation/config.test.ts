@@ -20,7 +20,7 @@ function configError(env: Record<string, string>): ConfigError {
 
 async function selfSigned() {
   const keys = await generateRsaKeyPair(2048)
-  const cert = await createSelfSigned({ subject: 'CN=test', keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
+  const cert = await createSelfSigned({ subject: [['CN', 'test']], keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
   return { certPem: cert.toString(), keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
 }
 

@@ -23,7 +23,7 @@ export interface IdpKeys {
 export async function generateIdpKeys(cn = 'Test IdP'): Promise<IdpKeys> {
   const keys = await generateRsaKeyPair(2048)
   const notBefore = new Date(Date.now() - 3600_000)
-  const cert = await createSelfSigned({ subject: `CN=${cn}`, keys, notBefore, notAfter: new Date(notBefore.getTime() + 2 * 86400_000), keyUsage: ['digitalSignature'] })
+  const cert = await createSelfSigned({ subject: [['CN', cn]], keys, notBefore, notAfter: new Date(notBefore.getTime() + 2 * 86400_000), keyUsage: ['digitalSignature'] })
   return { certificatePem: cert.toString(), privateKeyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
 }
 

@@ -69,7 +69,7 @@ export interface PreparedRequest {
 export function scepRequest(app: App, options: RequestOptions = {}): PreparedRequest {
   const keys = options.keys ?? rsaKeys()
   const signer = options.signer ?? { certificate: selfSignedCertificate(keys), privateKey: keys.privateKey }
-  const csr = options.csr ?? buildCsr({ keys, subject: options.subject ?? nameDer({ CN: 'requested-by-device' }), challengePassword: options.challenge })
+  const csr = options.csr ?? buildCsr({ keys, subject: options.subject ?? nameDer([['CN', 'requested-by-device']]), challengePassword: options.challenge })
   const built = buildPkiMessage({ messageType: options.messageType ?? MessageType.PKCSReq, content: csr, signer, recipient: app.keys.scepCa.certificate, cipher: options.cipher })
   return { ...built, keys, signer }
 }

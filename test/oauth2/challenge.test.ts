@@ -4,7 +4,7 @@
  * token endpoint's rate limit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newEnrollmentToken } from '../../src/services/teams.js'
+import { newEnrollmentToken } from '../../src/storage/teams.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { postToken } from '../helpers/oauth2-device.js'
 import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SecretBox } from '../../src/pki/secretbox.js'
 import { openIdpRefreshToken } from '../../src/services/oauth2-grants.js'
-import { hashSecret } from '../../src/services/secrets.js'
+import { hashSecret } from '../../src/pki/secrets.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { parseBearerChallenge, postToken, signInAtIdp, type Challenge } from '../helpers/oauth2-device.js'
 import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'

@@ -5,6 +5,7 @@ import { APPLE_ROOT_CA_PEM } from '../../src/pki/apple-ca.js'
 import { APPLE_DEVICE_ANCHORS, chainToAnchor, verifyDeviceSignature, type TrustAnchor } from '../../src/pki/apple-device.js'
 import { CmsError, parseSignedData, signCms } from '../../src/pki/cms.js'
 import { der, isContext, parseDer, toDefiniteLength } from '../../src/pki/der.js'
+import type { DistinguishedName } from '../../src/pki/names.js'
 import { OID } from '../../src/pki/oids.js'
 import { CertificateSigner, createSelfSigned, generateRsaKeyPair, type KeyPair } from '../../src/pki/x509.js'
 import { enrollBody } from '../enroll/helpers.js'
@@ -20,12 +21,12 @@ function withCertificates(certs: X509Certificate[]): Buffer {
 }
 
 const day = 86400_000
-async function ca(subject: string, keys: KeyPair, issuer?: { certificate: X509Certificate; privateKey: KeyPair['privateKey'] }) {
+async function ca(subject: DistinguishedName, keys: KeyPair, issuer?: { certificate: X509Certificate; privateKey: KeyPair['privateKey'] }) {
   const validity = { notBefore: new Date(Date.now() - day), notAfter: new Date(Date.now() + day) }
   if (!issuer) return createSelfSigned({ subject, keys, ...validity, ca: true, keyUsage: ['keyCertSign', 'digitalSignature'] })
   return (await CertificateSigner.create(issuer)).issue({ subject, publicKey: keys.publicKey, ...validity, ca: true, keyUsage: ['keyCertSign', 'digitalSignature'] })
 }
-async function leaf(subject: string, keys: KeyPair, issuer: { certificate: X509Certificate; privateKey: KeyPair['privateKey'] }) {
+async function leaf(subject: DistinguishedName, keys: KeyPair, issuer: { certificate: X509Certificate; privateKey: KeyPair['privateKey'] }) {
   const validity = { notBefore: new Date(Date.now() - day), notAfter: new Date(Date.now() + day) }
   return (await CertificateSigner.create(issuer)).issue({ subject, publicKey: keys.publicKey, ...validity, keyUsage: ['digitalSignature'] })
 }
@@ -74,7 +75,7 @@ describe('verifyDeviceSignature', () => {
 
   it('reports a self-signed signer, SHA-256 included, as untrusted', async () => {
     const keys = await generateRsaKeyPair()
-    const certificate = await createSelfSigned({ subject: 'CN=Not a device', keys, notBefore: new Date(), notAfter: new Date(Date.now() + day), keyUsage: ['digitalSignature'] })
+    const certificate = await createSelfSigned({ subject: [['CN', 'Not a device']], keys, notBefore: new Date(), notAfter: new Date(Date.now() + day), keyUsage: ['digitalSignature'] })
     const body = signCms({ content: Buffer.from(recorded.content!), certificate, privateKey: keys.privateKey, digest: 'sha256' })
     const result = verifyDeviceSignature(body)
     expect(result.anchor).toBeUndefined()
@@ -84,9 +85,9 @@ describe('verifyDeviceSignature', () => {
 
   it('is not fooled by certificates that only carry Apple names', async () => {
     const caKeys = await generateRsaKeyPair()
-    const fakeCa = await ca('CN=Apple iPhone Device CA, OU=Apple iPhone, O=Apple Inc., C=US', caKeys)
+    const fakeCa = await ca([['CN', 'Apple iPhone Device CA'], ['OU', 'Apple iPhone'], ['O', 'Apple Inc.'], ['C', 'US']], caKeys)
     const keys = await generateRsaKeyPair()
-    const device = await leaf('CN=41B39CB1-EA4D-4F68-8FA6-F686B6FAB424', keys, { certificate: fakeCa, privateKey: caKeys.privateKey })
+    const device = await leaf([['CN', '41B39CB1-EA4D-4F68-8FA6-F686B6FAB424']], keys, { certificate: fakeCa, privateKey: caKeys.privateKey })
     const body = signCms({ content: Buffer.from(recorded.content!), certificate: device, privateKey: keys.privateKey, extraCertificates: [fakeCa, iphoneCa], digest: 'sha1' })
     expect(verifyDeviceSignature(body).untrustedReason).toMatch(/chain ends at "Apple iPhone Device CA"/)
   })
@@ -121,17 +122,17 @@ describe('verifyDeviceSignature', () => {
 describe('chainToAnchor policy', () => {
   it('trusts what a root-type anchor signed only under the device CA name (developer CAs share the root)', async () => {
     const rootKeys = await generateRsaKeyPair()
-    const root = await ca('CN=Test Root', rootKeys)
+    const root = await ca([['CN', 'Test Root']], rootKeys)
     const anchors: TrustAnchor[] = [{ name: 'Test Root', certificate: root, pinned: false, issues: /^Apple iPhone Certification Authority$/ }]
     const issuer = { certificate: root, privateKey: rootKeys.privateKey }
 
     const deviceCaKeys = await generateRsaKeyPair()
-    const goodCa = await ca('CN=Apple iPhone Certification Authority', deviceCaKeys, issuer)
+    const goodCa = await ca([['CN', 'Apple iPhone Certification Authority']], deviceCaKeys, issuer)
     const devKeys = await generateRsaKeyPair()
-    const developerCa = await ca('CN=Apple Worldwide Developer Relations Certification Authority', devKeys, issuer)
+    const developerCa = await ca([['CN', 'Apple Worldwide Developer Relations Certification Authority']], devKeys, issuer)
     const leafKeys = await generateRsaKeyPair()
-    const device = await leaf('CN=device', leafKeys, { certificate: goodCa, privateKey: deviceCaKeys.privateKey })
-    const developer = await leaf('CN=Apple Development: Mallory', leafKeys, { certificate: developerCa, privateKey: devKeys.privateKey })
+    const device = await leaf([['CN', 'device']], leafKeys, { certificate: goodCa, privateKey: deviceCaKeys.privateKey })
+    const developer = await leaf([['CN', 'Apple Development: Mallory']], leafKeys, { certificate: developerCa, privateKey: devKeys.privateKey })
 
     expect(chainToAnchor(device, [developerCa, goodCa], anchors)).toMatchObject({ anchor: 'Test Root', chain: [device, goodCa] })
     const refused = chainToAnchor(developer, [developerCa, goodCa, root], anchors)

@@ -16,7 +16,7 @@ const idleBody = fixtureBase64('mdm-signature.idle.body.b64')
 
 async function identity() {
   const keys = await generateRsaKeyPair(2048)
-  const certificate = await createSelfSigned({ subject: 'CN=cms test', keys, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
+  const certificate = await createSelfSigned({ subject: [['CN', 'cms test']], keys, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
   return { certificate, privateKey: keys.privateKey }
 }
 

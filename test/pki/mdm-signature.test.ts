@@ -16,7 +16,7 @@ let device: { certificate: Identity['certificate']; privateKey: KeyPair['private
 
 async function makeCa(name: string): Promise<Identity> {
   const keys = await generateRsaKeyPair(2048)
-  const certificate = await createSelfSigned({ subject: `CN=${name}`, keys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 365 * DAY), ca: true, keyUsage: ['keyCertSign', 'digitalSignature'] })
+  const certificate = await createSelfSigned({ subject: [['CN', name]], keys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 365 * DAY), ca: true, keyUsage: ['keyCertSign', 'digitalSignature'] })
   return { certificate, privateKey: keys.privateKey, chain: [] }
 }
 
@@ -24,7 +24,7 @@ async function issue(by: Identity, opts: { notBefore?: Date; notAfter?: Date; ek
   const keys = await generateRsaKeyPair(2048)
   const signer = await CertificateSigner.create(by)
   const certificate = await signer.issue({
-    subject: 'CN=device',
+    subject: [['CN', 'device']],
     publicKey: keys.publicKey,
     notBefore: opts.notBefore ?? new Date(Date.now() - DAY),
     notAfter: opts.notAfter ?? new Date(Date.now() + 30 * DAY),
@@ -101,7 +101,7 @@ describe('verifyMdmSignature', () => {
 describe('checkIssuedByCa', () => {
   it('refuses self-signed, foreign-CA, expired, not-yet-valid and non-clientAuth certificates', async () => {
     const selfKeys = await generateRsaKeyPair(2048)
-    const selfSigned = await createSelfSigned({ subject: 'CN=device', keys: selfKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'] })
+    const selfSigned = await createSelfSigned({ subject: [['CN', 'device']], keys: selfKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature'] })
     expect(() => checkIssuedByCa(selfSigned, ca.certificate)).toThrow(/not issued by this server's CA/)
     const foreign = (await issue(otherCa)).certificate
     const expired = (await issue(ca, { notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) })).certificate

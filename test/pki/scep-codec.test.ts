@@ -28,7 +28,7 @@ let ossl: OpensslRun
 beforeAll(async () => {
   const keys = await generateRsaKeyPair(2048)
   const certificate = await createSelfSigned({
-    subject: 'CN=Test SCEP CA',
+    subject: [['CN', 'Test SCEP CA']],
     keys,
     notBefore: new Date(Date.now() - 60_000),
     notAfter: new Date(Date.now() + 86400_000),
@@ -43,7 +43,7 @@ beforeAll(async () => {
 afterAll(() => ossl.close())
 
 function request(options: { cipher?: CipherName; challenge?: string; messageType?: (typeof MessageType)[keyof typeof MessageType] } = {}) {
-  const csr = buildCsr({ keys: device, subject: nameDer({ CN: 'device' }), challengePassword: options.challenge ?? 'let-me-in' })
+  const csr = buildCsr({ keys: device, subject: nameDer([['CN', 'device']]), challengePassword: options.challenge ?? 'let-me-in' })
   return buildPkiMessage({ messageType: options.messageType ?? MessageType.PKCSReq, content: csr, signer, recipient: ca.certificate, cipher: options.cipher })
 }
 
@@ -208,7 +208,7 @@ describe('round trip with our own requester side', () => {
 
 describe('hostile requests', () => {
   it('refuses a CSR whose self-signature is broken', () => {
-    const csr = buildCsr({ keys: device, subject: nameDer({ CN: 'device' }), challengePassword: 'x' })
+    const csr = buildCsr({ keys: device, subject: nameDer([['CN', 'device']]), challengePassword: 'x' })
     csr[csr.length - 5]! ^= 0x01
     const msg = buildPkiMessage({ messageType: MessageType.PKCSReq, content: csr, signer, recipient: ca.certificate })
     expect(catchError(() => openCertificationRequest(decodePkiMessage(msg.der), ca))).toMatchObject({ failInfo: 'badMessageCheck', message: expect.stringMatching(/self-signature/) })
@@ -232,7 +232,7 @@ describe('hostile requests', () => {
   })
 
   it('refuses a CSR inside the envelope that carries a huge OID arc', () => {
-    const bad = der.sequence(der.sequence(der.integer(0), nameDer({ CN: 'x' }), der.sequence(der.sequence(der.oid(`1.2.${'7'.repeat(30)}`)), der.bitString(Buffer.alloc(8)))), der.sequence(der.oid(OID.sha256WithRSAEncryption)), der.bitString(Buffer.alloc(8)))
+    const bad = der.sequence(der.sequence(der.integer(0), nameDer([['CN', 'x']]), der.sequence(der.sequence(der.oid(`1.2.${'7'.repeat(30)}`)), der.bitString(Buffer.alloc(8)))), der.sequence(der.oid(OID.sha256WithRSAEncryption)), der.bitString(Buffer.alloc(8)))
     const msg = buildPkiMessage({ messageType: MessageType.PKCSReq, content: bad, signer, recipient: ca.certificate })
     expect(catchError(() => openCertificationRequest(decodePkiMessage(msg.der), ca))).toMatchObject({ failInfo: 'badMessageCheck' })
   })

@@ -12,7 +12,7 @@ let ossl: OpensslRun
 beforeAll(async () => {
   const keys = await generateRsaKeyPair(2048)
   ca = await createSelfSigned({
-    subject: 'CN=Issuer Test CA, O=Example',
+    subject: [['CN', 'Issuer Test CA'], ['O', 'Example']],
     keys,
     notBefore: new Date(Date.now() - 60_000),
     notAfter: new Date(Date.UTC(2060, 0, 1)),
@@ -29,7 +29,7 @@ describe('CertificateSigner.issue', () => {
     const device = generateKeyPairSync('rsa', { modulusLength: 2048 })
     const notBefore = new Date(Date.now() - 600_000)
     const cert = await signer.issue({
-      subject: 'CN=device-1, O=Example\\, Inc.',
+      subject: [['CN', 'device-1'], ['O', 'Example, Inc.']],
       publicKey: device.publicKey,
       notBefore,
       notAfter: new Date(Date.UTC(2055, 5, 1)), // GeneralizedTime territory
@@ -64,14 +64,14 @@ describe('CertificateSigner.issue', () => {
 
   it('certifies EC P-256 keys', async () => {
     const device = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    const cert = await signer.issue({ subject: 'CN=ec', publicKey: device.publicKey, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
+    const cert = await signer.issue({ subject: [['CN', 'ec']], publicKey: device.publicKey, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
     expect(cert.publicKey.asymmetricKeyType).toBe('ec')
     expect(cert.verify(ca.publicKey)).toBe(true)
   })
 
   it('draws a fresh positive 128-bit serial when none is given', async () => {
     const device = generateKeyPairSync('rsa', { modulusLength: 2048 })
-    const params = { subject: 'CN=s', publicKey: device.publicKey, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature' as const] }
+    const params = { subject: [['CN', 's']] as const, publicKey: device.publicKey, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature' as const] }
     const [a, b] = await Promise.all([signer.issue(params), signer.issue(params)])
     expect(a.serialNumber).not.toBe(b.serialNumber)
     expect(a.serialNumber).toMatch(/^[0-7][0-9A-F]{31}$/)

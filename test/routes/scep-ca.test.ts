@@ -23,10 +23,10 @@ describe('an administrator-supplied CA with an intermediate', () => {
   beforeAll(async () => {
     const rootKeys = await generateRsaKeyPair(2048)
     const year = 365 * 86400_000
-    root = await createSelfSigned({ subject: 'CN=Admin Root CA', keys: rootKeys, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 5 * year), ca: true, keyUsage: ['keyCertSign', 'cRLSign'] })
+    root = await createSelfSigned({ subject: [['CN', 'Admin Root CA']], keys: rootKeys, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 5 * year), ca: true, keyUsage: ['keyCertSign', 'cRLSign'] })
     const keys = await generateRsaKeyPair(2048)
     const signer = await CertificateSigner.create({ certificate: root, privateKey: rootKeys.privateKey })
-    intermediate = await signer.issue({ subject: 'CN=Admin Device CA', publicKey: keys.publicKey, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 2 * year), ca: true, keyUsage: ['keyCertSign', 'digitalSignature', 'keyEncipherment'] })
+    intermediate = await signer.issue({ subject: [['CN', 'Admin Device CA']], publicKey: keys.publicKey, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 2 * year), ca: true, keyUsage: ['keyCertSign', 'digitalSignature', 'keyEncipherment'] })
     dir = mkdtempSync(path.join(tmpdir(), 'byod-mdm-scep-ca-'))
     writeFileSync(path.join(dir, 'ca.pem'), intermediate.toString() + root.toString())
     writeFileSync(path.join(dir, 'ca.key'), keys.privateKey.export({ type: 'pkcs8', format: 'pem' }))

@@ -66,7 +66,7 @@ describe('GetCACaps and GetCACert', () => {
 describe('PKIOperation with a one-time challenge', () => {
   it('issues a certificate from the server template, stores it, and consumes the challenge', async () => {
     const { id: challengeId, challenge } = await enrollment.challenge()
-    const subject = nameDer({ CN: 'admin, O=Apple Inc.', O: 'Evil' })
+    const subject = nameDer([['CN', 'admin, O=Apple Inc.'], ['O', 'Evil']])
     const req = scepRequest(t.app, { challenge, keys: deviceKeys, subject })
     const res = await postPkiOperation(t.app, req.der)
     expect(res.statusCode).toBe(200)
@@ -206,7 +206,7 @@ describe('PKIOperation refusals: CertRep FAILURE badRequest, nothing issued', ()
 
   it('a CSR with a broken self-signature (badMessageCheck)', async () => {
     const { id, challenge } = await enrollment.challenge()
-    const csr = buildCsr({ keys: deviceKeys, subject: nameDer({ CN: 'x' }), challengePassword: challenge })
+    const csr = buildCsr({ keys: deviceKeys, subject: nameDer([['CN', 'x']]), challengePassword: challenge })
     csr[csr.length - 3]! ^= 0x40
     await expectFailure(scepRequest(t.app, { keys: deviceKeys, csr }), 'badMessageCheck')
     expect((await t.app.db.prisma.scepChallenge.findUniqueOrThrow({ where: { id } })).usedAt).toBeNull()
@@ -214,7 +214,7 @@ describe('PKIOperation refusals: CertRep FAILURE badRequest, nothing issued', ()
 
   it('a truncated or garbage envelope inside a valid signature (badMessageCheck)', async () => {
     const { challenge } = await enrollment.challenge()
-    const csr = buildCsr({ keys: deviceKeys, subject: nameDer({ CN: 'x' }), challengePassword: challenge })
+    const csr = buildCsr({ keys: deviceKeys, subject: nameDer([['CN', 'x']]), challengePassword: challenge })
     await expectFailure(scepRequest(t.app, { keys: deviceKeys, csr: csr.subarray(0, csr.length - 40) }), 'badMessageCheck')
     await expectFailure(scepRequest(t.app, { keys: deviceKeys, csr: Buffer.from('garbage') }), 'badMessageCheck')
   })

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newEnrollmentToken } from '../../src/services/teams.js'
+import { newEnrollmentToken } from '../../src/storage/teams.js'
 import { bearerToken, checkTokenForEnrollment, findAccessToken, mintAccessToken, upsertUser } from '../../src/services/tokens.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 

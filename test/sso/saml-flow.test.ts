@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { checkTokenForEnrollment } from '../../src/services/tokens.js'
-import { newEnrollmentToken } from '../../src/services/teams.js'
+import { newEnrollmentToken } from '../../src/storage/teams.js'
 import { generateIdpKeys, createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestDatabase } from '../helpers/database.js'

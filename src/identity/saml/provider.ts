@@ -11,10 +11,9 @@
 import { SAML, ValidateInResponseTo, type Profile, type SamlConfig } from '@node-saml/node-saml'
 import type { SamlSettings } from '../../config/index.js'
 import { isDatabaseUnavailable } from '../../errors.js'
-import type { PrismaClient } from '../../generated/prisma/client.js'
-import { newSecret } from '../../services/secrets.js'
-import type { IdentityClaims } from '../../services/tokens.js'
-import { SignInError, type SignInContext, type VerifiedSignIn } from '../index.js'
+import type { Db } from '../../storage/database.js'
+import { newSecret } from '../../pki/secrets.js'
+import { SignInError, type IdentityClaims, type SignInContext, type VerifiedSignIn } from '../index.js'
 import { checkBearerConfirmation, inspectResponse, readSignedAssertion, ResponseRefused, type ResponseEnvelope } from './response.js'
 import { AUTHN_REQUEST_LIFETIME_MS, RequestCache, SamlStore } from './store.js'
 import { XmlRefused } from './xml.js'
@@ -40,9 +39,9 @@ export class SamlServiceProvider {
   constructor(
     private readonly settings: SamlSettings,
     private readonly endpoints: SamlEndpoints,
-    prisma: PrismaClient,
+    db: Db,
   ) {
-    this.store = new SamlStore(prisma)
+    this.store = new SamlStore(db)
   }
 
   private saml(cache: RequestCache): SAML {

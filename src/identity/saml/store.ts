@@ -1,10 +1,20 @@
 /**
- * SAML state in Postgres: pending AuthnRequests and accepted assertion IDs. Nothing lives in process
- * memory, so a sign-in started on one server process can finish on another (SECURITY.md row 15).
+ * SAML state as the service provider uses it: pending AuthnRequests and accepted assertion IDs, kept in
+ * the database (storage/saml.ts) so that a sign-in started on one server process can finish on another
+ * (SECURITY.md row 15), and node-saml's InResponseTo cache on top of it.
  */
 import type { CacheItem, CacheProvider } from '@node-saml/node-saml'
-import type { PrismaClient, SamlAuthnRequest } from '../../generated/prisma/client.js'
-import { hashSecret, secretMatches } from '../../services/secrets.js'
+import { hashSecret, secretMatches } from '../../pki/secrets.js'
+import type { Db } from '../../storage/database.js'
+import {
+  consumeAuthnRequest,
+  findAuthnRequest,
+  pendingAuthnRequestSince,
+  purgeSamlState,
+  rememberAssertion,
+  saveAuthnRequest,
+} from '../../storage/saml.js'
+import type { SamlAuthnRequest } from '../../storage/types.js'
 
 /** How long the user has at the IdP (password, MFA, ...) before the request expires. */
 export const AUTHN_REQUEST_LIFETIME_MS = 15 * 60_000
@@ -18,58 +28,43 @@ export interface NewAuthnRequest {
   relayState: string
 }
 
+/** The SAML state this service provider keeps, over the storage module. */
 export class SamlStore {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(private readonly db: Db) {}
 
-  async saveRequest(r: NewAuthnRequest, now = new Date()): Promise<void> {
-    await this.prisma.samlAuthnRequest.create({
-      data: {
-        requestId: r.requestId,
-        teamId: r.teamId,
-        userIdentifier: r.userIdentifier,
-        relayStateHash: hashSecret(r.relayState),
-        createdAt: now,
-        expiresAt: new Date(now.getTime() + AUTHN_REQUEST_LIFETIME_MS),
-      },
+  saveRequest(r: NewAuthnRequest, now = new Date()): Promise<void> {
+    return saveAuthnRequest(this.db, {
+      requestId: r.requestId,
+      teamId: r.teamId,
+      userIdentifier: r.userIdentifier,
+      relayStateHash: hashSecret(r.relayState),
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + AUTHN_REQUEST_LIFETIME_MS),
     })
   }
 
-  /** When the request was created, if it is still waiting for its response; null otherwise. */
-  async pendingSince(requestId: string, now = new Date()): Promise<Date | null> {
-    const row = await this.prisma.samlAuthnRequest.findFirst({
-      where: { requestId, consumedAt: null, expiresAt: { gt: now } },
-      select: { createdAt: true },
-    })
-    return row?.createdAt ?? null
+  pendingSince(requestId: string, now = new Date()): Promise<Date | null> {
+    return pendingAuthnRequestSince(this.db, requestId, now)
   }
 
-  /** Marks the request used. True for exactly one caller, however many race for it. */
-  async consume(requestId: string, now = new Date()): Promise<boolean> {
-    const { count } = await this.prisma.samlAuthnRequest.updateMany({
-      where: { requestId, consumedAt: null, expiresAt: { gt: now } },
-      data: { consumedAt: now },
-    })
-    return count === 1
+  consume(requestId: string, now = new Date()): Promise<boolean> {
+    return consumeAuthnRequest(this.db, requestId, now)
   }
 
-  async findRequest(requestId: string): Promise<SamlAuthnRequest | null> {
-    return this.prisma.samlAuthnRequest.findUnique({ where: { requestId } })
+  findRequest(requestId: string): Promise<SamlAuthnRequest | null> {
+    return findAuthnRequest(this.db, requestId)
   }
 
   relayStateMatches(request: SamlAuthnRequest, relayState: string | undefined): boolean {
     return relayState !== undefined && secretMatches(relayState, request.relayStateHash)
   }
 
-  /** Records an accepted assertion; false when it was accepted before (a replay). */
-  async rememberAssertion(issuer: string, assertionId: string, expiresAt: Date): Promise<boolean> {
-    // ON CONFLICT DO NOTHING on the primary key: the second insert of the same assertion counts 0.
-    const { count } = await this.prisma.samlAssertion.createMany({ data: [{ issuer, assertionId, expiresAt }], skipDuplicates: true })
-    return count === 1
+  rememberAssertion(issuer: string, assertionId: string, expiresAt: Date): Promise<boolean> {
+    return rememberAssertion(this.db, issuer, assertionId, expiresAt)
   }
 
-  async purgeExpired(now = new Date()): Promise<void> {
-    await this.prisma.samlAuthnRequest.deleteMany({ where: { expiresAt: { lt: new Date(now.getTime() - KEEP_EXPIRED_MS) } } })
-    await this.prisma.samlAssertion.deleteMany({ where: { expiresAt: { lt: now } } })
+  purgeExpired(now = new Date()): Promise<void> {
+    return purgeSamlState(this.db, new Date(now.getTime() - KEEP_EXPIRED_MS), now)
   }
 }
 

@@ -7,6 +7,7 @@
 import { randomBytes, sign as cryptoSign, X509Certificate, constants, type KeyObject } from 'node:crypto'
 import { parseSignedData, signCms, signedAttributeValue, verifySingleSigner } from '../cms.js'
 import { der, octetsOf, stringOf } from '../der.js'
+import { nameDer } from '../names.js'
 import { OID, type DigestName } from '../oids.js'
 import { CIPHERS, type CipherName } from './ciphers.js'
 import { openEnvelope, sealEnvelope } from './envelope.js'
@@ -22,13 +23,7 @@ export interface SignerIdentity {
   privateKey: KeyObject
 }
 
-const ATTR_OID = { CN: '2.5.4.3', O: '2.5.4.10', OU: '2.5.4.11', C: '2.5.4.6' } as const
-
-/** A Name from attribute/value pairs, one RDN each, values as UTF8String. */
-export function nameDer(parts: Partial<Record<keyof typeof ATTR_OID, string>>): Buffer {
-  const rdns = Object.entries(parts).map(([k, v]) => der.set(der.sequence(der.oid(ATTR_OID[k as keyof typeof ATTR_OID]), der.utf8(v!))))
-  return der.sequence(...rdns)
-}
+export { nameDer }
 
 function signatureAlgorithm(key: KeyObject, digest: DigestName): Buffer {
   if (key.asymmetricKeyType === 'rsa') {
@@ -72,7 +67,7 @@ export function buildCsr(options: CsrOptions): Buffer {
 }
 
 /** The short-lived self-signed certificate a requester signs its first PKCSReq with (RFC 8894 2.3). */
-export function selfSignedCertificate(keys: KeyPairLike, subject: Buffer = nameDer({ CN: 'SCEP SIGNER' }), digest: DigestName = 'sha256'): X509Certificate {
+export function selfSignedCertificate(keys: KeyPairLike, subject: Buffer = nameDer([['CN', 'SCEP SIGNER']]), digest: DigestName = 'sha256'): X509Certificate {
   const now = Date.now()
   const tbs = der.sequence(
     der.explicit(0, der.integer(2)),

@@ -4,6 +4,7 @@
  * presents a valid token, then the signed enrollment profile.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { acceptRawBodies, rawBody } from '../bodies.js'
 
 /** The body is a CMS of about 3.5 KB; nothing legitimate comes near this. */
 export const ENROLL_BODY_LIMIT = 64 * 1024
@@ -11,13 +12,12 @@ export const ENROLL_BODY_LIMIT = 64 * 1024
 export default async function enrollRoute(app: FastifyInstance) {
   // Any Content-Type, never dispatched on: devices send application/pkcs7-signature, and iOS 15 sent
   // application/x-www-form-urlencoded with the same CMS body.
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: ENROLL_BODY_LIMIT }, (_request, body, done) => done(null, body))
+  acceptRawBodies(app, ENROLL_BODY_LIMIT)
 
   async function enroll(request: FastifyRequest<{ Params: { enrollmentToken?: string } }>, reply: FastifyReply) {
     const outcome = await app.services.enrollment.enroll({
       teamToken: request.params.enrollmentToken,
-      body: Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0),
+      body: rawBody(request.body),
       authorization: request.headers.authorization,
     })
     const { untrustedReason, ...device } = outcome.device

@@ -12,9 +12,11 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { UnsupportedMediaTypeError } from '../../errors.js'
-import { logError, sendJsonError, toHttpError } from '../../plugins/errors.js'
+import { errorHandler, logError, sendJsonError } from '../../plugins/errors.js'
 import { channelId, CHECKIN_CONTENT_TYPE, COMMAND_CONTENT_TYPE, parseCheckin, parseCommandReport } from '../../protocol/checkin.js'
-import type { CheckinAnswer } from '../../services/checkin.js'
+import { buildPlist } from '../../protocol/plist.js'
+import type { MdmAnswer } from '../../services/mdm-access.js'
+import { acceptRawBodies, rawBody } from '../bodies.js'
 
 /** 1 MiB: check-in messages are under 1 KiB; command results (profile lists, app lists) can be large. */
 export const MDM_BODY_LIMIT = 1024 * 1024
@@ -28,30 +30,32 @@ export default async function mdmRoutes(app: FastifyInstance) {
   const logs = new WeakMap<FastifyRequest, RequestLog>()
 
   // The signature covers the exact bytes, so the body stays a Buffer whatever its Content-Type.
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MDM_BODY_LIMIT }, (_request, body, done) => done(null, body))
+  acceptRawBodies(app, MDM_BODY_LIMIT)
 
-  app.setErrorHandler((err, request, reply) => {
-    const http = toHttpError(err)
-    const mdm = logs.get(request)
-    if (!mdm) {
-      logError(request, err, http)
-    } else if (http.status < 500) {
-      const e = err as { name?: string; message?: string; code?: unknown }
-      request.log.info({ mdm: { ...mdm, status: String(http.status) }, reason: { type: e?.name, message: e?.message, code: e?.code } }, `${describe(mdm)}: refused`)
-    } else {
-      // Same levels and messages as logError, with the request's enrollment and message on the line.
-      request.log[http.status === 503 ? 'warn' : 'error']({ err, mdm }, http.status === 503 ? 'dependency unavailable' : 'request failed')
-    }
-    return sendJsonError(reply, http)
-  })
+  app.setErrorHandler(
+    errorHandler({
+      log: (request, err, http) => {
+        const mdm = logs.get(request)
+        if (!mdm) {
+          logError(request, err, http)
+        } else if (http.status < 500) {
+          const e = err as { name?: string; message?: string; code?: unknown }
+          request.log.info({ mdm: { ...mdm, status: String(http.status) }, reason: { type: e?.name, message: e?.message, code: e?.code } }, `${describe(mdm)}: refused`)
+        } else {
+          // Same levels and messages as logError, with the request's enrollment and message on the line.
+          request.log[http.status === 503 ? 'warn' : 'error']({ err, mdm }, http.status === 503 ? 'dependency unavailable' : 'request failed')
+        }
+      },
+      send: sendJsonError,
+    }),
+  )
 
   app.put(path, { bodyLimit: MDM_BODY_LIMIT }, async (request, reply) => {
     const mediaType = request.headers['content-type']?.split(';')[0]!.trim().toLowerCase()
     if (mediaType !== CHECKIN_CONTENT_TYPE && mediaType !== COMMAND_CONTENT_TYPE) {
       throw new UnsupportedMediaTypeError(`Content-Type must be ${CHECKIN_CONTENT_TYPE} or ${COMMAND_CONTENT_TYPE}`)
     }
-    const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0)
+    const body = rawBody(request.body)
     const log: RequestLog = { channelType: mediaType === CHECKIN_CONTENT_TYPE ? 'check-in' : 'command' }
     logs.set(request, log)
 
@@ -64,7 +68,7 @@ export default async function mdmRoutes(app: FastifyInstance) {
     log.certificate = device.id
     const authorization = header(request, 'authorization')
 
-    let answer: CheckinAnswer
+    let answer: MdmAnswer
     if (mediaType === CHECKIN_CONTENT_TYPE) {
       const message = parseCheckin(body)
       Object.assign(log, { messageType: message.MessageType, channel: channelId(message) })
@@ -72,12 +76,12 @@ export default async function mdmRoutes(app: FastifyInstance) {
     } else {
       const { report } = parseCommandReport(body)
       Object.assign(log, { reportStatus: report.Status, commandUuid: report.CommandUUID, channel: channelId(report) })
-      answer = await service.commandReport({ device, message: report, authorization })
+      answer = await app.services.commands.report({ device, message: report, authorization })
     }
     return send(request, reply, log, answer)
   })
 
-  function send(request: FastifyRequest, reply: FastifyReply, log: RequestLog, answer: CheckinAnswer) {
+  function send(request: FastifyRequest, reply: FastifyReply, log: RequestLog, answer: MdmAnswer) {
     log.enrollment = answer.enrollment
     switch (answer.kind) {
       case 'reauthenticate':
@@ -86,10 +90,20 @@ export default async function mdmRoutes(app: FastifyInstance) {
       case 'gone':
         request.log.info({ mdm: log }, `${describe(log)}: user not managed`)
         return reply.code(410).send()
-      case 'ok':
+      case 'ok': {
         request.log.info({ mdm: { ...log, note: answer.note } }, describe(log))
-        if (answer.json === undefined) return reply.code(200).send()
-        return reply.code(200).type('application/json').send(JSON.stringify(answer.json))
+        const body = answer.body ?? { kind: 'empty', status: 200 }
+        switch (body.kind) {
+          case 'empty':
+            return reply.code(body.status).send()
+          case 'json':
+            return reply.code(200).type('application/json').send(JSON.stringify(body.value))
+          case 'plist':
+            // RFC 7303 prefers application/xml to text/xml; devices read the plist whatever the subtype
+            // (a recorded server's text/xml worked as well).
+            return reply.code(200).type('application/xml; charset=utf-8').send(buildPlist(body.value))
+        }
+      }
     }
   }
 }

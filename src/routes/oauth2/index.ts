@@ -7,9 +7,9 @@
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isDatabaseUnavailable } from '../../errors.js'
-import { logError, toHttpError } from '../../plugins/errors.js'
+import { errorHandler, logError, toHttpError, type HttpError } from '../../plugins/errors.js'
 import { OAuth2Error, type OAuth2ErrorCode } from '../../services/oauth2.js'
-import { addFormParser } from '../form.js'
+import { addFormParser } from '../bodies.js'
 
 /** A code of a few KB, a redirect URI and a client id; nothing legitimate comes near this. */
 export const TOKEN_BODY_LIMIT = 16 * 1024
@@ -30,13 +30,17 @@ export default async function oauth2Routes(app: FastifyInstance) {
     reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
   })
 
-  app.setErrorHandler((err, request, reply) => {
-    const { status, error, description } = toOAuth2Error(err)
-    logError(request, err, { status, code: error, message: description })
-    if (err instanceof OAuth2Error && err.alarm) request.log.warn({ reason: err.logReason }, 'oauth2: possible token theft')
-    if (status === 503) reply.header('retry-after', '5')
-    return reply.code(status).type('application/json; charset=utf-8').send({ error, error_description: description })
-  })
+  app.setErrorHandler(
+    errorHandler({
+      map: toOAuth2Error,
+      log: (request, err, http) => {
+        logError(request, err, http)
+        if (err instanceof OAuth2Error && err.alarm) request.log.warn({ reason: err.logReason }, 'oauth2: possible token theft')
+      },
+      // RFC 6749 section 5.2.
+      send: (reply, http) => reply.type('application/json; charset=utf-8').send({ error: http.code, error_description: http.message }),
+    }),
+  )
 
   const token = async (request: FastifyRequest<{ Params: { enrollmentToken?: string } }>, reply: FastifyReply) => {
     const params = (request.body ?? Object.create(null)) as Record<string, string>
@@ -49,14 +53,15 @@ export default async function oauth2Routes(app: FastifyInstance) {
   app.post('/api/v1/mdm/oauth2/token/:enrollmentToken', { bodyLimit: TOKEN_BODY_LIMIT }, token)
 }
 
-function toOAuth2Error(err: unknown): { status: number; error: OAuth2ErrorCode; description: string } {
-  if (err instanceof OAuth2Error) return { status: err.status, error: err.error, description: err.description }
-  if (isDatabaseUnavailable(err)) return { status: 503, error: 'temporarily_unavailable', description: 'Service temporarily unavailable, try again shortly' }
+/** Every error in the token endpoint's words: `code` is an RFC 6749 error code, `message` its description. */
+function toOAuth2Error(err: unknown): HttpError & { code: OAuth2ErrorCode } {
+  if (err instanceof OAuth2Error) return { status: err.status, code: err.error, message: err.description }
+  if (isDatabaseUnavailable(err)) return { status: 503, code: 'temporarily_unavailable', message: 'Service temporarily unavailable, try again shortly' }
   const http = toHttpError(err)
-  if (http.status >= 500) return { status: http.status, error: 'server_error', description: 'Internal server error' }
+  if (http.status >= 500) return { status: http.status, code: 'server_error', message: 'Internal server error' }
   // Fastify's own refusals: wrong or missing Content-Type, body too large; ours: Content-Encoding.
   if ((err as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return { status: 400, error: 'invalid_request', description: 'The body must be application/x-www-form-urlencoded' }
+    return { status: 400, code: 'invalid_request', message: 'The body must be application/x-www-form-urlencoded' }
   }
-  return { status: http.status, error: 'invalid_request', description: http.message }
+  return { status: http.status, code: 'invalid_request', message: http.message }
 }

@@ -10,7 +10,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { BadRequestError } from '../../errors.js'
-import { logError, toHttpError } from '../../plugins/errors.js'
+import { errorHandler } from '../../plugins/errors.js'
+import { acceptRawBodies } from '../bodies.js'
 
 /** A PKIOperation is a few KiB (a CSR and two certificates); 64 KiB leaves room and bounds the work. */
 export const SCEP_BODY_LIMIT = 64 * 1024
@@ -31,15 +32,9 @@ export default async function scepRoutes(appBase: FastifyInstance) {
 
   // The body is opaque DER whatever the client calls it (scepclient says application/octet-stream,
   // devices application/x-pki-message, some send nothing).
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: SCEP_BODY_LIMIT }, (_request, body, done) => done(null, body))
+  acceptRawBodies(app, SCEP_BODY_LIMIT)
 
-  app.setErrorHandler((err, request, reply) => {
-    const http = toHttpError(err)
-    logError(request, err, http)
-    if (http.status === 503) reply.header('retry-after', '5')
-    return reply.code(http.status).type('text/plain; charset=utf-8').send(`${http.message}\n`)
-  })
+  app.setErrorHandler(errorHandler({ send: (reply, http) => reply.type('text/plain; charset=utf-8').send(`${http.message}\n`) }))
 
   app.get(path, { schema: { querystring: query } }, async (request, reply) => {
     const { operation, message } = request.query

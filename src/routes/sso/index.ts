@@ -10,16 +10,16 @@
  * endpoints with `{error, message}`.
  */
 import rateLimit from '@fastify/rate-limit'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { BadRequestError, TooManyRequestsError } from '../../errors.js'
 import { SignInError } from '../../identity/index.js'
 import { MAX_SAML_RESPONSE_LENGTH } from '../../identity/saml/response.js'
-import { logError, sendJsonError, toHttpError, type HttpError } from '../../plugins/errors.js'
+import { errorHandler, sendJsonError, type HttpError } from '../../plugins/errors.js'
 import { MAX_USER_IDENTIFIER_LENGTH, normalizeUserIdentifier } from '../../protocol/web-signin.js'
 import type { CompletedSignIn } from '../../services/sso.js'
-import { addFormParser } from '../form.js'
+import { addFormParser } from '../bodies.js'
 import { errorPage, newNonce, pageHeaders, ssoPage } from './html.js'
 
 /** A SAMLResponse (base64) plus RelayState and form encoding overhead. */
@@ -44,16 +44,15 @@ const htmlRoutes: FastifyPluginAsyncZod = async (app) => {
   const { config, urls, services } = app
   const sso = services.sso
 
-  app.setErrorHandler((err: FastifyError | Error, request, reply) => {
-    const http = err instanceof SignInError ? { status: err.status, code: err.failure, message: err.userMessage } : humane(toHttpError(err))
-    logError(request, err, http)
-    if (http.status === 503) reply.header('retry-after', '5')
-    const nonce = newNonce()
-    return reply
-      .code(http.status)
-      .headers(pageHeaders(nonce))
-      .send(errorPage({ nonce, orgName: config.orgName, message: http.message, requestId: request.id }))
-  })
+  app.setErrorHandler(
+    errorHandler({
+      map: (err) => (err instanceof SignInError ? signInRefusal(err) : undefined),
+      send: (reply, http, request) => {
+        const nonce = newNonce()
+        return reply.headers(pageHeaders(nonce)).send(errorPage({ nonce, orgName: config.orgName, message: humane(http).message, requestId: request.id }))
+      },
+    }),
+  )
 
   const page = async (request: FastifyRequest, reply: FastifyReply, token: string | null) => {
     const raw = (request.query as Record<string, unknown>)['user-identifier']
@@ -107,11 +106,7 @@ const htmlRoutes: FastifyPluginAsyncZod = async (app) => {
 const jsonRoutes: FastifyPluginAsyncZod = async (app) => {
   const sso = app.services.sso
 
-  app.setErrorHandler((err: FastifyError | Error, request, reply) => {
-    const http = err instanceof SignInError ? { status: err.status, code: err.failure, message: err.userMessage } : toHttpError(err)
-    logError(request, err, http)
-    return sendJsonError(reply, http)
-  })
+  app.setErrorHandler(errorHandler({ map: (err) => (err instanceof SignInError ? signInRefusal(err) : undefined), send: sendJsonError }))
 
   app.post(
     '/api/v1/mdm/sso',
@@ -133,8 +128,14 @@ const jsonRoutes: FastifyPluginAsyncZod = async (app) => {
   })
 }
 
+/** A refused sign-in as the user sees it. */
+function signInRefusal(err: SignInError): HttpError & { userFacing: true } {
+  return { status: err.status, code: err.failure, message: err.userMessage, userFacing: true }
+}
+
 /** HTML pages speak to people: Fastify's own 4xx messages (validation details) become a sentence. */
-function humane(http: HttpError): HttpError {
+function humane(http: HttpError & { userFacing?: true }): HttpError {
+  if (http.userFacing) return http
   const sentences: Record<number, string> = {
     400: 'The request was not valid.',
     404: 'This page does not exist.',

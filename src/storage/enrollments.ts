@@ -4,10 +4,9 @@
  * this module turns their violations into answers instead of errors, and serialises the changes to one
  * enrollment with a row lock so that concurrent messages from one device apply one after the other.
  */
-import type { DeviceCertificate, MdmChannel, MdmEnrollment, Prisma, PrismaClient } from '../generated/prisma/client.js'
-import type { Db } from './database.js'
-
-type Tx = Prisma.TransactionClient
+import type { Prisma } from '../generated/prisma/client.js'
+import type { Client, Db, Tx } from './database.js'
+import type { DeviceCertificate, MdmChannel, MdmEnrollment } from './types.js'
 
 export type EnrollmentStatus = 'authenticated' | 'active' | 'checked_out'
 
@@ -33,7 +32,7 @@ export async function enrollmentOfCertificate(db: Db, deviceCertificateId: strin
  * continues the enrollment of the certificate it renewed: it is bound to that enrollment the first time
  * it is used. Null when neither it nor any certificate it renews is bound.
  */
-export async function enrollmentForCertificate(db: PrismaClient, cert: DeviceCertificate): Promise<MdmEnrollment | null> {
+export async function enrollmentForCertificate(db: Db, cert: DeviceCertificate): Promise<MdmEnrollment | null> {
   const bound = await enrollmentOfCertificate(db, cert.id)
   if (bound || !cert.renewedFromId) return bound
   let previousId: string | null = cert.renewedFromId
@@ -74,9 +73,9 @@ export interface NewEnrollment {
  * Null when a unique index refused it: the certificate is already bound (a concurrent Authenticate) or the
  * EnrollmentID has a live enrollment already; the caller reads which.
  */
-export async function createEnrollment(prisma: PrismaClient, e: NewEnrollment): Promise<MdmEnrollment | null> {
+export async function createEnrollment(db: Client, e: NewEnrollment): Promise<MdmEnrollment | null> {
   try {
-    return await prisma.$transaction(async (tx) => {
+    return await db.$transaction(async (tx) => {
       const enrollment = await tx.mdmEnrollment.create({
         data: {
           enrollmentId: e.enrollmentId,
@@ -115,8 +114,8 @@ export function liveEnrollment(db: Db, enrollmentId: string): Promise<MdmEnrollm
  * Runs `fn` in a transaction holding the enrollment's row lock, with the enrollment as it is now (another
  * request may have changed it since the caller read it).
  */
-export async function withEnrollmentLock<T>(prisma: PrismaClient, id: string, fn: (tx: Tx, enrollment: MdmEnrollment) => Promise<T>): Promise<T> {
-  return prisma.$transaction(async (tx) => {
+export async function withEnrollmentLock<T>(db: Client, id: string, fn: (tx: Tx, enrollment: MdmEnrollment) => Promise<T>): Promise<T> {
+  return db.$transaction(async (tx) => {
     await tx.$queryRaw`SELECT id FROM mdm_enrollments WHERE id = ${id}::uuid FOR UPDATE`
     const enrollment = await tx.mdmEnrollment.findUniqueOrThrow({ where: { id } })
     return fn(tx, enrollment)

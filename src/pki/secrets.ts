@@ -4,7 +4,6 @@
  * bits, so there is nothing to brute-force, and lookups go through a unique index on the hash.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { bytes } from '../storage/bytes.js'
 
 /** 256 random bits, base64url (43 characters). */
 export function newSecret(): string {
@@ -12,7 +11,8 @@ export function newSecret(): string {
 }
 
 export function hashSecret(secret: string): Uint8Array<ArrayBuffer> {
-  return bytes(createHash('sha256').update(secret, 'utf8').digest())
+  // A copy over its own ArrayBuffer (a Buffer may share Node's pool), as the database layer wants it.
+  return new Uint8Array(createHash('sha256').update(secret, 'utf8').digest())
 }
 
 /** Constant-time comparison of a presented secret with a stored hash. */

@@ -1,0 +1,104 @@
+/**
+ * What the check-in service and the command service share (PROTOCOL.md sections 4 and 8): which
+ * enrollment a signing certificate belongs to, the bearer rules of account-driven enrollment, and the
+ * answers both channels give. The route has already proved the device's identity (`identifyDevice`) and
+ * parsed the message.
+ */
+import type { Config } from '../config/index.js'
+import { ForbiddenError } from '../errors.js'
+import type { PlistDict } from '../protocol/plist.js'
+import type { Client } from '../storage/database.js'
+import { enrollmentForCertificate } from '../storage/enrollments.js'
+import type { SeenUpdate } from '../storage/enrollments.js'
+import { findTeam } from '../storage/teams.js'
+import type { DeviceCertificate, MdmEnrollment, Team } from '../storage/types.js'
+import type { ServerKeys } from './keys.js'
+import { checkBearer, type BearerDecision, type ReauthReason, type UserBinding } from './mdm-identity.js'
+
+export interface MdmDeps {
+  db: Client
+  config: Config
+  keys: ServerKeys
+  /** The enroll endpoint's 401 headers for a team (EnrollmentService.challenge). */
+  challenge(team: Team): Promise<Record<string, string>>
+}
+
+/** A request as the route hands it over: who signed it, what it says, and its Authorization header. */
+export interface MdmRequest<M> {
+  device: DeviceCertificate
+  message: M
+  authorization?: string
+  now?: Date
+}
+
+/**
+ * What the route writes back. `empty`: no body (200, or 204 where Apple asks for it); `json`: declarative
+ * management documents; `plist`: the next command, or GetToken's answer.
+ */
+export type ReplyBody = { kind: 'empty'; status: 200 | 204 } | { kind: 'json'; value: unknown } | { kind: 'plist'; value: PlistDict }
+
+export type MdmAnswer =
+  | { kind: 'ok'; enrollment: string; body?: ReplyBody; note?: string }
+  | { kind: 'reauthenticate'; enrollment?: string; headers: Record<string, string>; reason: ReauthReason }
+  /** UserAuthenticate: the server does not manage that user (HTTP 410). */
+  | { kind: 'gone'; enrollment: string }
+
+export const refuse = (message: string, code = 'enrollment_mismatch') => new ForbiddenError(message, { code })
+
+export interface MdmAccess {
+  /** The 401 answer that asks the device to sign the user in again. */
+  reauthenticate(teamId: string, reason: ReauthReason, enrollment?: string): Promise<MdmAnswer>
+  /** The enrollment the signing certificate belongs to, which the message must name. */
+  boundEnrollment(device: DeviceCertificate, message: { EnrollmentID: string }): Promise<MdmEnrollment>
+  /** Refuses a checked-out enrollment. */
+  live(enrollment: MdmEnrollment): void
+  /** The common path of every message but Authenticate and CheckOut: bound, live, bearer rules applied. */
+  admit(request: MdmRequest<{ EnrollmentID: string }>, now: Date): Promise<{ enrollment: MdmEnrollment; decision: BearerDecision }>
+  bindingOf(enrollment: MdmEnrollment): UserBinding
+  /** What to store after the bearer rules accepted a request: the presented token becomes the current one. */
+  seenUpdate(enrollment: MdmEnrollment, decision: Extract<BearerDecision, { ok: true }>, now: Date): SeenUpdate
+}
+
+export function createMdmAccess(deps: MdmDeps): MdmAccess {
+  const { db } = deps
+  const access: MdmAccess = {
+    async reauthenticate(teamId, reason, enrollment) {
+      const team = await findTeam(db, teamId)
+      if (!team) throw new Error(`team ${teamId} of an enrollment no longer exists`)
+      return { kind: 'reauthenticate', enrollment, headers: await deps.challenge(team), reason }
+    },
+
+    async boundEnrollment(device, message) {
+      const enrollment = await enrollmentForCertificate(db, device)
+      if (!enrollment) throw refuse(`certificate ${device.id} has not sent Authenticate`, 'not_authenticated')
+      if (enrollment.enrollmentId !== message.EnrollmentID) {
+        throw refuse(`certificate ${device.id} belongs to enrollment ${enrollment.id}, not to the EnrollmentID in the message`)
+      }
+      return enrollment
+    },
+
+    live(enrollment) {
+      if (enrollment.status === 'checked_out') throw refuse(`enrollment ${enrollment.id} is checked out`, 'checked_out')
+    },
+
+    async admit(request, now) {
+      const enrollment = await access.boundEnrollment(request.device, request.message)
+      access.live(enrollment)
+      const decision = await checkBearer(deps, access.bindingOf(enrollment), request.authorization, now)
+      return { enrollment, decision }
+    },
+
+    bindingOf(enrollment) {
+      return { userId: enrollment.userId, teamId: enrollment.teamId, currentAccessTokenId: enrollment.currentAccessTokenId, signedInAt: enrollment.signedInAt }
+    },
+
+    seenUpdate(enrollment, decision, now) {
+      const p = decision.presented
+      if (!p) return { now }
+      // The clock of REAUTH_AFTER never runs backwards because an older, still valid token was presented.
+      const signedInAt = p.signedInAt > enrollment.signedInAt ? p.signedInAt : undefined
+      return { now, currentAccessTokenId: p.tokenId, signedInAt }
+    },
+  }
+  return access
+}

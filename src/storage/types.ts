@@ -1,0 +1,18 @@
+/**
+ * The row types of the data model, for the layers above storage: they may name a row's type, but only
+ * storage/ imports the generated client itself.
+ */
+export type {
+  AccessToken,
+  DeviceCertificate,
+  EnrollmentProfile,
+  KeyMaterial,
+  MdmChannel,
+  MdmEnrollment,
+  OAuth2Grant,
+  OAuth2RefreshToken,
+  SamlAuthnRequest,
+  ScepChallenge,
+  Team,
+  User,
+} from '../generated/prisma/client.js'
