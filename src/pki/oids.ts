@@ -40,6 +40,8 @@ export const OID = {
   aes192CBC: '2.16.840.1.101.3.4.1.22',
   aes256CBC: '2.16.840.1.101.3.4.1.42',
   // X.509
+  /** userId (RFC 4519 `UID`): in an MDM push certificate's subject, the APNs topic. */
+  userId: '0.9.2342.19200300.100.1.1',
   extKeyUsage: '2.5.29.37',
   clientAuth: '1.3.6.1.5.5.7.3.2',
 } as const
