@@ -118,13 +118,13 @@ function assetReferences(payload: Json): { path: string; identifier: unknown; ty
   return refs
 }
 
+const validStoreId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0
+
 function documentKeyProblems(doc: Json, mode: EssoMode, out: string[]): void {
   if (mode === 'standard') {
     // [article] iTunesStoreID "(Required)" in the standard document (the 18.1 schema still said optional).
     if (doc.iTunesStoreID === undefined) out.push('iTunesStoreID is required in the standard document (the App Store id of the SSO app)')
-    else if (!(typeof doc.iTunesStoreID === 'number' && Number.isSafeInteger(doc.iTunesStoreID) && doc.iTunesStoreID > 0)) {
-      out.push('iTunesStoreID must be a positive integer')
-    }
+    else if (!validStoreId(doc.iTunesStoreID)) out.push('iTunesStoreID must be a positive integer')
     // [esso.yaml] AppIDs: "In Enrollment SSO documents delivered by the standard Enrollment SSO endpoint, this key must not be present."
     if (doc.AppIDs !== undefined) out.push('AppIDs must not be present in the standard document; it belongs to the developer (test mode) document only')
   } else {
@@ -154,7 +154,7 @@ function appConfigurationProblems(app: ParsedDeclaration, doc: Json, mode: EssoM
     // [article] "an AppStoreID key with a value that's the same as the iTunesStoreID key"; its type is string.
     if (p.AppStoreID === undefined) out.push(`${name} has no AppStoreID; the standard document's app configuration names the app by AppStoreID`)
     else if (typeof p.AppStoreID !== 'string') out.push(`${name}: AppStoreID must be a string (the iTunesStoreID written as a string)`)
-    else if (p.AppStoreID !== String(doc.iTunesStoreID)) out.push(`${name}: AppStoreID "${p.AppStoreID}" does not equal iTunesStoreID ${String(doc.iTunesStoreID)}`)
+    else if (validStoreId(doc.iTunesStoreID) && p.AppStoreID !== String(doc.iTunesStoreID)) out.push(`${name}: AppStoreID "${p.AppStoreID}" does not equal iTunesStoreID ${String(doc.iTunesStoreID)}`)
   } else if (!isString(p.BundleID)) {
     // [article] test mode: "These app configurations need to have a BundleID key".
     out.push(`${name} has no BundleID; in the developer document each app configuration names its app by BundleID`)
@@ -174,7 +174,9 @@ function declarationsProblems(items: unknown, doc: Json, mode: EssoMode, opts: E
   const declarations = items.map((item, i) => parseDeclaration(item, `Declarations[${i}]`, out)).filter((d): d is ParsedDeclaration => d !== undefined)
   const ids = declarations.map((d) => d.Identifier)
   for (const id of new Set(ids.filter((id, i) => ids.indexOf(id) !== i))) out.push(`Declarations: Identifier ${id} is used by more than one declaration`)
-  const byId = new Map(declarations.map((d) => [d.Identifier, d]))
+  // The first of duplicates stands for its Identifier: one duplicate is one problem, not a cascade.
+  const byId = new Map<string, ParsedDeclaration>()
+  for (const d of declarations) if (!byId.has(d.Identifier)) byId.set(d.Identifier, d)
   const configurations = declarations.filter((d) => d.Type.startsWith('com.apple.configuration.'))
 
   // [article] "a single com.apple.activation.simple activation declaration that references all the configuration declarations".
