@@ -105,13 +105,14 @@ const IDENTIFIER_PREFIX = /^[A-Za-z0-9][A-Za-z0-9.-]*$/
 
 /**
  * `<prefix>.<esso|esso-dev>.<role>`; DeclarationBase says an Identifier "should not exceed 64 octets",
- * so a long prefix is replaced by a digest of it. Standard and test-mode sets get distinct identifiers:
- * the server serves a device the set it fetched, and the two must never be mistaken for each other.
+ * so a prefix too long for the longest role (a test-mode app, `app.` and 12 hex digits) is replaced by a
+ * digest of it, for the whole set alike. Standard and test-mode sets get distinct identifiers: the
+ * server serves a device the set it fetched, and the two must never be mistaken for each other.
  */
 function identifierFor(prefix: string, mode: EssoMode, role: string): string {
   const base = mode === 'standard' ? 'esso' : 'esso-dev'
-  const full = `${prefix}.${base}.${role}`
-  return Buffer.byteLength(full) <= 64 ? full : `${base}.${role}.${sha256Hex(prefix).slice(0, 16)}`
+  const fits = Buffer.byteLength(`${prefix}.esso-dev.app.${'0'.repeat(12)}`) <= 64
+  return fits ? `${prefix}.${base}.${role}` : `${base}.${sha256Hex(prefix).slice(0, 16)}.${role}`
 }
 
 const PAYLOAD_IDENTITY_KEYS = new Set(['PayloadIdentifier', 'PayloadUUID', 'PayloadVersion'])

@@ -172,8 +172,10 @@ describe('Enrollment SSO builder', () => {
 
   it('keeps identifiers within 64 octets under a long prefix, and refuses invalid settings or prefixes', () => {
     const a = build({}, 'standard', { identifierPrefix: `com.${'very-long-host-name.'.repeat(4)}example` })
-    for (const d of a.declarations) expect(Buffer.byteLength(d.Identifier)).toBeLessThanOrEqual(64)
+    for (const d of a.declarations) expect(d.Identifier).toMatch(/^esso\.[0-9a-f]{16}\.(activation|app|legacy)$/)
     expect(validate(a.document, 'standard', a.legacyProfiles)).toEqual([])
+    const dev = build({}, 'developer', { identifierPrefix: `com.${'very-long-host-name.'.repeat(4)}example` })
+    for (const d of dev.declarations) expect(Buffer.byteLength(d.Identifier)).toBeLessThanOrEqual(64)
     expect(() => build({}, 'standard', { identifierPrefix: 'com.example/mdm' })).toThrow(/identifier prefix/)
     expect(() => build({ ssoPayloads: [wifiPayload] })).toThrow(EssoSettingsError)
   })
