@@ -8,6 +8,7 @@
  * nothing to remove, and no `declaration/...` exists.
  */
 import { createHash } from 'node:crypto'
+import { canonicalJson, sha256Hex, sortJsonKeys, type JsonObject } from './canonical.js'
 
 /** A DeclarationsToken for the empty set, the same on every server and every request. */
 export const EMPTY_DECLARATIONS_TOKEN = createHash('sha256').update('byod-mdm declarations: none').digest('hex')
@@ -44,4 +45,31 @@ export function emptyTokensResponse(since: Date): TokensResponse {
 
 export function emptyDeclarationItemsResponse(): DeclarationItemsResponse {
   return { Declarations: { Activations: [], Configurations: [], Assets: [], Management: [] }, DeclarationsToken: EMPTY_DECLARATIONS_TOKEN }
+}
+
+/**
+ * One declaration as the device fetches it (`declaration/<kind>/<Identifier>`) or receives it Base64'd
+ * in an Enrollment SSO document. Apple, DeclarationBase (declarative/declarations/declarationbase.yaml):
+ * Identifier and ServerToken "should not exceed 64 octets".
+ * https://developer.apple.com/documentation/devicemanagement/declarationbase
+ */
+export interface Declaration {
+  Type: string
+  Identifier: string
+  ServerToken: string
+  Payload: JsonObject
+}
+
+/**
+ * A ServerToken that is a digest of the declaration's content (Type, Identifier and canonical Payload):
+ * it changes exactly when the content does, in any process, and is 64 hex characters, Apple's limit.
+ */
+export function declarationServerToken(type: string, identifier: string, payload: JsonObject): string {
+  return sha256Hex(canonicalJson({ Type: type, Identifier: identifier, Payload: payload }))
+}
+
+/** A declaration with its keys sorted and its ServerToken derived from its content. */
+export function makeDeclaration(type: string, identifier: string, payload: JsonObject): Declaration {
+  const sorted = sortJsonKeys(payload)
+  return { Type: type, Identifier: identifier, ServerToken: declarationServerToken(type, identifier, sorted), Payload: sorted }
 }
