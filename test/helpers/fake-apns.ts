@@ -14,6 +14,7 @@ import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import forge from 'node-forge'
+import type { DistinguishedName } from '../../src/pki/names.js'
 import { CertificateSigner, createSelfSigned, generateRsaKeyPair, type KeyPair } from '../../src/pki/x509.js'
 
 /** One programmed answer. `hang`: never answer (the client's timeout fires). */
@@ -83,7 +84,7 @@ export async function startFakeApns(options: { maxConcurrentStreams?: number } =
   const now = Date.now()
   const caKeys = await generateRsaKeyPair()
   const caCertificate = await createSelfSigned({
-    subject: 'CN=Fake APNs Test CA',
+    subject: [['CN', 'Fake APNs Test CA']],
     keys: caKeys,
     notBefore: new Date(now - DAY),
     notAfter: new Date(now + 30 * DAY),
@@ -94,7 +95,7 @@ export async function startFakeApns(options: { maxConcurrentStreams?: number } =
   const serverKeys = await generateRsaKeyPair()
   // No subjectAltName (the DER writer has none): Node falls back to the CN for the host name check.
   const serverCertificate = await signer.issue({
-    subject: 'CN=localhost',
+    subject: [['CN', 'localhost']],
     publicKey: serverKeys.publicKey,
     notBefore: new Date(now - DAY),
     notAfter: new Date(now + 30 * DAY),
@@ -245,14 +246,13 @@ function asString(value: string | string[] | undefined): string | undefined {
 
 /**
  * A push identity like Apple's (subject UID=<topic>, CN=APSP:<uuid>, C=US; clientAuth), issued by `signer`,
- * or self-signed without one (a certificate APNs would not know). The UID is written as a dotted OID in the
- * RFC 4514 string because @peculiar/x509 has no `UID` short name; the DER writer needs no change.
+ * or self-signed without one (a certificate APNs would not know).
  */
 export async function createPushIdentity(options: PushIdentityOptions & { signer?: CertificateSigner } = {}): Promise<PushIdentityFixture> {
   const id = randomUUID()
   const topic = options.topic === undefined ? `com.apple.mgmt.External.${id}` : options.topic
   const keys = options.keys ?? (await generateRsaKeyPair())
-  const subject = `${topic === null ? '' : `0.9.2342.19200300.100.1.1=${topic}, `}CN=APSP:${id}, C=US`
+  const subject: DistinguishedName = [...(topic === null ? [] : [['UID', topic] as const]), ['CN', `APSP:${id}`], ['C', 'US']]
   const params = {
     subject,
     notBefore: options.notBefore ?? new Date(Date.now() - DAY),

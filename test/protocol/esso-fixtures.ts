@@ -13,7 +13,7 @@ export interface Signer {
 export async function createSigner(cn = 'ESSO test profile signer'): Promise<Signer> {
   const keys = await generateRsaKeyPair()
   const notBefore = new Date(Date.now() - 60_000)
-  const certificate = await createSelfSigned({ subject: `CN=${cn}`, keys, notBefore, notAfter: new Date(notBefore.getTime() + 86400_000), keyUsage: ['digitalSignature'] })
+  const certificate = await createSelfSigned({ subject: [['CN', cn]], keys, notBefore, notAfter: new Date(notBefore.getTime() + 86400_000), keyUsage: ['digitalSignature'] })
   return { certificate, privateKey: keys.privateKey }
 }
 

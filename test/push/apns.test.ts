@@ -275,11 +275,11 @@ describe('TLS refusal of the push certificate (openssl s_server)', () => {
   beforeAll(async () => {
     ssl = openssl()
     const caKeys = await generateRsaKeyPair()
-    const ca = await createSelfSigned({ subject: 'CN=s_server CA', keys: caKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), ca: true, keyUsage: ['keyCertSign'] })
+    const ca = await createSelfSigned({ subject: [['CN', 's_server CA']], keys: caKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), ca: true, keyUsage: ['keyCertSign'] })
     caPem = ca.toString()
     signer = await CertificateSigner.create({ certificate: ca, privateKey: caKeys.privateKey })
     const serverKeys = await generateRsaKeyPair()
-    const serverCert = await signer.issue({ subject: 'CN=localhost', publicKey: serverKeys.publicKey, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature', 'keyEncipherment'] })
+    const serverCert = await signer.issue({ subject: [['CN', 'localhost']], publicKey: serverKeys.publicKey, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), keyUsage: ['digitalSignature', 'keyEncipherment'] })
     ssl.file('ca.pem', caPem)
     ssl.file('server.pem', serverCert.toString())
     ssl.file('server.key', serverKeys.privateKey.export({ type: 'pkcs8', format: 'pem' }))

@@ -91,7 +91,7 @@ describe('PKCS#12', () => {
 
   it('picks the certificate that matches the key when the export carries the issuing chain', async () => {
     const caKeys = await generateRsaKeyPair()
-    const ca = await createSelfSigned({ subject: 'CN=Push CA', keys: caKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), ca: true, keyUsage: ['keyCertSign'] })
+    const ca = await createSelfSigned({ subject: [['CN', 'Push CA']], keys: caKeys, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY), ca: true, keyUsage: ['keyCertSign'] })
     const issued = await createPushIdentity({ keys, signer: await CertificateSigner.create({ certificate: ca, privateKey: caKeys.privateKey }) })
     const p12 = p12Of(forge.pki.privateKeyFromPem(issued.keyPem), [ca.toString(), issued.certPem], 'pw')
     const creds = loadPushCredentials({ p12, password: 'pw' })
