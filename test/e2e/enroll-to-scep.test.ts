@@ -11,7 +11,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { PlistDict } from '../../src/protocol/plist.js'
 import { certificateFingerprint, findDeviceCertificate } from '../../src/services/device-certificates.js'
-import { payloadOf, postEnroll, signIn, verifyProfile } from '../enroll/helpers.js'
+import { payloadOf, postEnroll, signIn, verifyProfile } from '../helpers/enroll.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 
 const run = promisify(execFile)

@@ -8,7 +8,7 @@ import { der, isContext, parseDer, toDefiniteLength } from '../../src/pki/der.js
 import type { DistinguishedName } from '../../src/pki/names.js'
 import { OID } from '../../src/pki/oids.js'
 import { CertificateSigner, createSelfSigned, generateRsaKeyPair, type KeyPair } from '../../src/pki/x509.js'
-import { enrollBody } from '../enroll/helpers.js'
+import { enrollBody } from '../helpers/enroll.js'
 
 const recorded = parseSignedData(enrollBody)
 const [deviceCert, deviceCa, iphoneCa] = recorded.certificates as [X509Certificate, X509Certificate, X509Certificate]

@@ -4,12 +4,12 @@
  * token endpoint's rate limit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newEnrollmentToken } from '../../src/storage/teams.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { postToken } from '../helpers/oauth2-device.js'
-import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'
-import { postEnroll, writtenRows } from '../enroll/helpers.js'
-import { oauth2Env, tokenRows, TOPIC } from './helpers.js'
+import { newEnrollmentToken } from '../../../src/storage/teams.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { postToken } from '../../helpers/oauth2-device.js'
+import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../../helpers/oidc-idp.js'
+import { postEnroll, writtenRows } from '../../helpers/enroll.js'
+import { oauth2Env, tokenRows, TOPIC } from '../../helpers/oauth2.js'
 
 /** Each test builds its own server (PGlite and key generation): give it room on a busy machine. */
 const BUILDS_AN_APP = 120_000

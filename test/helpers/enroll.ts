@@ -7,7 +7,7 @@ import type { App } from '../../src/app.js'
 import type { Team } from '../../src/generated/prisma/client.js'
 import { parsePlistDict, type PlistDict } from '../../src/protocol/plist.js'
 import { mintAccessToken, upsertUser } from '../../src/services/tokens.js'
-import { fixtureBase64 } from '../helpers/fixtures.js'
+import { fixtureBase64 } from './fixtures.js'
 
 /** The body an iPhone12,1 on iOS 15.7 POSTed to the enroll URL (test/fixtures/README.md). */
 export const enrollBody = fixtureBase64('enroll-body.iphone12-1.ios15.b64')

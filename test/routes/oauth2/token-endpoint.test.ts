@@ -4,12 +4,12 @@
  * is an RFC 6749 JSON error with no-store, and mints nothing. Secrets never reach the log.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { newEnrollmentToken } from '../../src/storage/teams.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { parseBearerChallenge, postToken, signInAtIdp, type Challenge } from '../helpers/oauth2-device.js'
-import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'
-import { postEnroll } from '../enroll/helpers.js'
-import { oauth2Env, tokenRows } from './helpers.js'
+import { newEnrollmentToken } from '../../../src/storage/teams.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { parseBearerChallenge, postToken, signInAtIdp, type Challenge } from '../../helpers/oauth2-device.js'
+import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../../helpers/oidc-idp.js'
+import { postEnroll } from '../../helpers/enroll.js'
+import { oauth2Env, tokenRows } from '../../helpers/oauth2.js'
 
 let idp: TestIdp
 let t: TestApp

@@ -5,12 +5,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildCsr, nameDer } from '../../src/pki/scep/client.js'
-import { MessageType } from '../../src/pki/scep/types.js'
-import { certificateFingerprint, findDeviceCertificate } from '../../src/services/device-certificates.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { activeDevice, checkinRows, COMMAND, Device, enrollDevice } from '../helpers/device.js'
-import { certRep, issuedCertificate, postPkiOperation, rsaKeys, scepRequest } from '../helpers/scep.js'
+import { buildCsr, nameDer } from '../../../src/pki/scep/client.js'
+import { MessageType } from '../../../src/pki/scep/types.js'
+import { certificateFingerprint, findDeviceCertificate } from '../../../src/services/device-certificates.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { activeDevice, checkinRows, COMMAND, Device, enrollDevice } from '../../helpers/device.js'
+import { certRep, issuedCertificate, postPkiOperation, rsaKeys, scepRequest } from '../../helpers/scep.js'
 
 let t: TestApp
 

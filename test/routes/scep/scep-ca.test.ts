@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { parseSignedData } from '../../src/pki/cms.js'
-import { CertificateSigner, createSelfSigned, generateRsaKeyPair } from '../../src/pki/x509.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { hasPostgres } from '../helpers/database.js'
-import { createProxiedTestDatabase } from '../helpers/tcp-proxy.js'
-import { certRep, createEnrollment, issuedCertificate, postPkiOperation, SCEP_PATH, scepRequest } from '../helpers/scep.js'
+import { parseSignedData } from '../../../src/pki/cms.js'
+import { CertificateSigner, createSelfSigned, generateRsaKeyPair } from '../../../src/pki/x509.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { hasPostgres } from '../../helpers/database.js'
+import { createProxiedTestDatabase } from '../../helpers/tcp-proxy.js'
+import { certRep, createEnrollment, issuedCertificate, postPkiOperation, SCEP_PATH, scepRequest } from '../../helpers/scep.js'
 
 const run = promisify(execFile)
 

@@ -4,12 +4,12 @@
  * carrying a token the enroll endpoint accepts.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { checkTokenForEnrollment } from '../../src/services/tokens.js'
-import { newEnrollmentToken } from '../../src/storage/teams.js'
-import { generateIdpKeys, createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestDatabase } from '../helpers/database.js'
-import { counts, expectErrorPage, idpAnswer, postCallback, spFromMetadata, startSignIn, tokenFrom, tokenRecord } from './helpers.js'
+import { checkTokenForEnrollment } from '../../../src/services/tokens.js'
+import { newEnrollmentToken } from '../../../src/storage/teams.js'
+import { generateIdpKeys, createTestIdp, type TestIdp } from '../../helpers/saml-idp.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { createTestDatabase } from '../../helpers/database.js'
+import { counts, expectErrorPage, idpAnswer, postCallback, spFromMetadata, startSignIn, tokenFrom, tokenRecord } from '../../helpers/sso.js'
 
 // Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
 vi.setConfig({ testTimeout: 90_000 })

@@ -3,9 +3,9 @@
  * (samlify) and then bent: every refusal is a 4xx HTML page, mints nothing, and logs the real reason.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestIdp, editResponse, generateIdpKeys, type ResponseOptions, type TestIdp } from '../helpers/saml-idp.js'
-import { counts, expectErrorPage, idpAnswer, postCallback, spFromMetadata, startSignIn, tokenFrom } from './helpers.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { createTestIdp, editResponse, generateIdpKeys, type ResponseOptions, type TestIdp } from '../../helpers/saml-idp.js'
+import { counts, expectErrorPage, idpAnswer, postCallback, spFromMetadata, startSignIn, tokenFrom } from '../../helpers/sso.js'
 
 // Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
 vi.setConfig({ testTimeout: 90_000 })

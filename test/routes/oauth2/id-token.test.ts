@@ -5,11 +5,11 @@
  */
 import { generateKeyPairSync } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { APPLE_OAUTH2_REDIRECT_URL } from '../../src/config/index.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { startFakeIssuer, type FakeIssuer, type TokenAnswer } from '../helpers/fake-oidc-issuer.js'
-import { postToken } from '../helpers/oauth2-device.js'
-import { oauth2Env, tokenRows } from './helpers.js'
+import { APPLE_OAUTH2_REDIRECT_URL } from '../../../src/config/index.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { startFakeIssuer, type FakeIssuer, type TokenAnswer } from '../../helpers/fake-oidc-issuer.js'
+import { postToken } from '../../helpers/oauth2-device.js'
+import { oauth2Env, tokenRows } from '../../helpers/oauth2.js'
 
 let fake: FakeIssuer
 let t: TestApp

@@ -8,8 +8,8 @@ import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { activeDevice, checkinRows, COMMAND, type Device } from '../helpers/device.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { activeDevice, checkinRows, COMMAND, type Device } from '../../helpers/device.js'
 
 let t: TestApp
 let device: Device

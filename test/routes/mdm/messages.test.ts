@@ -3,9 +3,9 @@
  * channel (`EnrollmentID:EnrollmentUserID`, its own channel row linked to the device enrollment).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { EMPTY_DECLARATIONS_TOKEN } from '../../src/protocol/declarations.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { activeDevice, checkinRows, enrollDevice, type Device } from '../helpers/device.js'
+import { EMPTY_DECLARATIONS_TOKEN } from '../../../src/protocol/declarations.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { activeDevice, checkinRows, enrollDevice, type Device } from '../../helpers/device.js'
 
 let t: TestApp
 let device: Device

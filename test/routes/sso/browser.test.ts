@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { checkTokenForEnrollment } from '../../src/services/tokens.js'
-import { postEnroll } from '../enroll/helpers.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestIdp, freePort, serveIdp, type TestIdp } from '../helpers/saml-idp.js'
-import { spFromMetadata, tokenRecord } from './helpers.js'
+import { checkTokenForEnrollment } from '../../../src/services/tokens.js'
+import { postEnroll } from '../../helpers/enroll.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { createTestIdp, freePort, serveIdp, type TestIdp } from '../../helpers/saml-idp.js'
+import { spFromMetadata, tokenRecord } from '../../helpers/sso.js'
 
 const CALLBACK = /^apple-remotemanagement-user-login:\/\/authentication-results\?access-token=([A-Za-z0-9_-]+)$/
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { PlistDict } from '../../src/protocol/plist.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js'
-import { payloadOf, postEnroll, signIn, verifyProfile } from './helpers.js'
+import { payloadOf, postEnroll, signIn, verifyProfile } from '../helpers/enroll.js'
 
 const OLD_TOPIC = 'com.apple.mgmt.External.11111111-1111-4111-8111-111111111111'
 const NEW_TOPIC = 'com.apple.mgmt.External.22222222-2222-4222-8222-222222222222'

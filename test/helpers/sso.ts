@@ -5,7 +5,7 @@ import * as samlify from 'samlify'
 import { expect } from 'vitest'
 import type { App } from '../../src/app.js'
 import { findAccessToken, type TokenWithUser } from '../../src/services/tokens.js'
-import type { ResponseOptions, TestIdp } from '../helpers/saml-idp.js'
+import type { ResponseOptions, TestIdp } from './saml-idp.js'
 
 export const CALLBACK_PATH = '/api/v1/mdm/sso/callback'
 const LOCATION = /^apple-remotemanagement-user-login:\/\/authentication-results\?access-token=([A-Za-z0-9_-]+)$/

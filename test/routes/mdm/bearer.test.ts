@@ -5,10 +5,10 @@
  * CheckOut; a fresh token of the same user from the new sign-in is accepted and becomes the enrollment's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mintAccessToken } from '../../src/services/tokens.js'
-import { postEnroll, signIn } from '../enroll/helpers.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { activeDevice, checkinRows, enrollDevice, type Device } from '../helpers/device.js'
+import { mintAccessToken } from '../../../src/services/tokens.js'
+import { postEnroll, signIn } from '../../helpers/enroll.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { activeDevice, checkinRows, enrollDevice, type Device } from '../../helpers/device.js'
 
 const HOUR = 3600_000
 let t: TestApp

@@ -1,8 +1,8 @@
 /** Service discovery through the real app: domain mapping, refusals, HEAD, model families. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestDatabase, hasPostgres, type TestDatabase } from '../helpers/database.js'
-import { postEnroll, signIn } from './helpers.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { createTestDatabase, hasPostgres, type TestDatabase } from '../../helpers/database.js'
+import { postEnroll, signIn } from '../../helpers/enroll.js'
 
 const WELL_KNOWN = '/.well-known/com.apple.remotemanagement'
 const query = (params: Record<string, string>) => `${WELL_KNOWN}?${new URLSearchParams(params)}`

@@ -4,12 +4,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CertificateSigner, createSelfSigned, generateRsaKeyPair } from '../../src/pki/x509.js'
-import { certificateFingerprint, findDeviceCertificate } from '../../src/services/device-certificates.js'
-import { bytes } from '../../src/storage/bytes.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { fixtureBase64 } from '../helpers/fixtures.js'
-import { activeDevice, checkinRows, COMMAND, enrollDevice, opensslSign, type Device } from '../helpers/device.js'
+import { CertificateSigner, createSelfSigned, generateRsaKeyPair } from '../../../src/pki/x509.js'
+import { certificateFingerprint, findDeviceCertificate } from '../../../src/services/device-certificates.js'
+import { bytes } from '../../../src/storage/bytes.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { fixtureBase64 } from '../../helpers/fixtures.js'
+import { activeDevice, checkinRows, COMMAND, enrollDevice, opensslSign, type Device } from '../../helpers/device.js'
 
 const DAY = 86400_000
 let t: TestApp

@@ -10,7 +10,7 @@ import { ConfigError, loadConfig, type Environment } from '../../src/config/inde
 import { parseIdpMetadata } from '../../src/identity/saml/metadata.js'
 import { buildTestApp } from '../helpers/app.js'
 import { createTestIdp, generateIdpKeys, type TestIdp } from '../helpers/saml-idp.js'
-import { idpAnswer, postCallback, tokenFrom, tokenRecord } from '../sso/helpers.js'
+import { idpAnswer, postCallback, tokenFrom, tokenRecord } from '../helpers/sso.js'
 
 // Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
 vi.setConfig({ testTimeout: 90_000 })

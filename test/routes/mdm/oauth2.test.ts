@@ -5,13 +5,13 @@
  * grant stops them all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { hashSecret } from '../../src/pki/secrets.js'
-import { postEnroll } from '../enroll/helpers.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { enrollDevice } from '../helpers/device.js'
-import { parseBearerChallenge, postToken, signInAtIdp, type Challenge } from '../helpers/oauth2-device.js'
-import { startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'
-import { oauth2Env } from '../oauth2/helpers.js'
+import { hashSecret } from '../../../src/pki/secrets.js'
+import { postEnroll } from '../../helpers/enroll.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { enrollDevice } from '../../helpers/device.js'
+import { parseBearerChallenge, postToken, signInAtIdp, type Challenge } from '../../helpers/oauth2-device.js'
+import { startTestIdp, type TestIdp } from '../../helpers/oidc-idp.js'
+import { oauth2Env } from '../../helpers/oauth2.js'
 
 let idp: TestIdp
 let t: TestApp

@@ -7,13 +7,13 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { newEnrollmentToken } from '../../src/storage/teams.js'
-import { checkTokenForEnrollment } from '../../src/services/tokens.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { hasPostgres } from '../helpers/database.js'
-import { createProxiedTestDatabase } from '../helpers/tcp-proxy.js'
-import { createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
-import { counts, expectErrorPage, idpAnswer, postCallback, tokenFrom, tokenRecord } from './helpers.js'
+import { newEnrollmentToken } from '../../../src/storage/teams.js'
+import { checkTokenForEnrollment } from '../../../src/services/tokens.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { hasPostgres } from '../../helpers/database.js'
+import { createProxiedTestDatabase } from '../../helpers/tcp-proxy.js'
+import { createTestIdp, type TestIdp } from '../../helpers/saml-idp.js'
+import { counts, expectErrorPage, idpAnswer, postCallback, tokenFrom, tokenRecord } from '../../helpers/sso.js'
 
 // Some tests here start extra app instances (a database, migrations, keys each): slow on a busy machine.
 vi.setConfig({ testTimeout: 90_000 })
@@ -170,7 +170,7 @@ describe('development sign-in', () => {
 
   it('makes the server refuse to start with a public SERVER_URL and no IdP, in one line', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      cwd: new URL('../../', import.meta.url).pathname,
+      cwd: new URL('../../../', import.meta.url).pathname,
       env: { PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp', SERVER_URL: 'https://mdm.example.com', DATA_DIR: mkdtempSync(path.join(tmpdir(), 'byod-mdm-sso-')) },
       stdio: ['ignore', 'pipe', 'pipe'],
     })

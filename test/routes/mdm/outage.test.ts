@@ -4,10 +4,10 @@
  * database returns succeeds with nothing lost.
  */
 import { describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { hasPostgres } from '../helpers/database.js'
-import { activeDevice, enrollDevice } from '../helpers/device.js'
-import { createProxiedTestDatabase } from '../helpers/tcp-proxy.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { hasPostgres } from '../../helpers/database.js'
+import { activeDevice, enrollDevice } from '../../helpers/device.js'
+import { createProxiedTestDatabase } from '../../helpers/tcp-proxy.js'
 
 // Cutting the database needs a Postgres server behind a proxy; PGlite runs in-process.
 describe.runIf(hasPostgres)('database outage', () => {

@@ -10,8 +10,8 @@ import { hashSecret } from '../../src/pki/secrets.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { parseBearerChallenge, postToken, signInAtIdp, type Challenge } from '../helpers/oauth2-device.js'
 import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'
-import { payloadOf, postEnroll, verifyProfile } from '../enroll/helpers.js'
-import { oauth2Env, tokenRows } from './helpers.js'
+import { payloadOf, postEnroll, verifyProfile } from '../helpers/enroll.js'
+import { oauth2Env, tokenRows } from '../helpers/oauth2.js'
 
 let idp: TestIdp
 let t: TestApp

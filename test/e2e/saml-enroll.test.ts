@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
-import { payloadOf, postEnroll, verifyProfile } from '../enroll/helpers.js'
-import { postCallback, spFromMetadata, startSignIn, tokenFrom } from './helpers.js'
+import { payloadOf, postEnroll, verifyProfile } from '../helpers/enroll.js'
+import { postCallback, spFromMetadata, startSignIn, tokenFrom } from '../helpers/sso.js'
 
 let idp: TestIdp
 let t: TestApp

@@ -4,11 +4,11 @@
  * only sends through userinfo (email, name, groups).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { parseBearerChallenge, postToken, signInAtIdp } from '../helpers/oauth2-device.js'
-import { startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'
-import { postEnroll } from '../enroll/helpers.js'
-import { oauth2Env, tokenRows } from './helpers.js'
+import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { parseBearerChallenge, postToken, signInAtIdp } from '../../helpers/oauth2-device.js'
+import { startTestIdp, type TestIdp } from '../../helpers/oidc-idp.js'
+import { postEnroll } from '../../helpers/enroll.js'
+import { oauth2Env, tokenRows } from '../../helpers/oauth2.js'
 
 let idp: TestIdp
 let t: TestApp
