@@ -10,7 +10,7 @@ import path from 'node:path'
 import { z } from 'zod'
 import { readIdentity, type PemIdentity } from './pem.js'
 import { APPLE_OAUTH2_REDIRECT_URL, readOidc, readSso, type OidcSettings, type SsoConfig } from './sign-in.js'
-import { bool, claimName, ConfigError, duration, int, pemOrPath, url, type Environment } from './values.js'
+import { bool, claimName, ConfigError, duration, int, isLoopbackHost, pemOrPath, url, type Environment } from './values.js'
 import { isDomainName, USER_ENROLLMENT_FAMILIES, type ModelFamily } from '../protocol/discovery.js'
 
 export { ConfigError, type Environment } from './values.js'
@@ -180,8 +180,15 @@ export function loadConfig(env: Environment = process.env): Config {
   const e = parsed.data
   const dataDir = path.resolve(e.DATA_DIR)
   const serverUrl = (e.SERVER_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '')
-  if (new URL(serverUrl).search || new URL(serverUrl).hash) {
+  const parsedServerUrl = new URL(serverUrl)
+  if (parsedServerUrl.search || parsedServerUrl.hash) {
     throw new ConfigError('SERVER_URL', 'must not contain a query string or fragment')
+  }
+  // Apple requires https for ServerURL, CheckInURL and token-url (mdm/profiles/com.apple.mdm.yaml: format
+  // ^https://): a device refuses a profile built from a plain-http public URL. A loopback http URL can only
+  // be reached from this machine (npm start on a laptop, the simulator, tests), so it stays allowed.
+  if (parsedServerUrl.protocol !== 'https:' && !isLoopbackHost(parsedServerUrl.hostname)) {
+    throw new ConfigError('SERVER_URL', `must be an https:// URL (Apple devices refuse plain http); http is only allowed for a loopback address such as http://localhost:${e.PORT}`)
   }
 
   const database: Config['database'] = e.DATABASE_URL

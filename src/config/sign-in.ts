@@ -99,6 +99,11 @@ function parseRedirectUrl(value: string): string {
   } catch {
     throw new ConfigError('OIDC_REDIRECT_URL', 'expected an absolute URL such as apple-remotemanagement-user-login:/oauth2/redirection')
   }
+  // Apple's client opens the sign-in in a web authentication session registered for this scheme only: a
+  // redirect anywhere else never comes back to the device (PROTOCOL.md section 4).
+  if (parsed.protocol !== 'apple-remotemanagement-user-login:') {
+    throw new ConfigError('OIDC_REDIRECT_URL', `must use the apple-remotemanagement-user-login: scheme (${APPLE_OAUTH2_REDIRECT_URL}); a device never returns from any other`)
+  }
   if (parsed.search || parsed.hash) throw new ConfigError('OIDC_REDIRECT_URL', 'must not contain a query string or fragment')
   if (parsed.href !== value) throw new ConfigError('OIDC_REDIRECT_URL', `must be written in normal form (${parsed.href})`)
   if (/[\u0000-\u0020"\\]/.test(value)) throw new ConfigError('OIDC_REDIRECT_URL', 'must not contain spaces, quotes or backslashes')

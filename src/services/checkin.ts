@@ -9,12 +9,15 @@
  * (the certificate has no such enrollment: not authenticated, another EnrollmentID, checked out, another
  * user's token). A re-authentication is an answer, not an error: the route sends 401 with `headers`.
  */
-import { BadRequestError, NotFoundError } from '../errors.js'
+import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
 import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
 import { emptyDeclarationItemsResponse, emptyTokensResponse, parseDeclarativeEndpoint } from '../protocol/declarations.js'
+import { modelFamilyOfProduct } from '../protocol/discovery.js'
 import {
   checkOutEnrollment,
+  countUserChannels,
   createEnrollment,
+  findChannel,
   enrollmentForCertificate,
   liveEnrollment,
   storeTokenUpdate,
@@ -22,14 +25,22 @@ import {
   updateAuthenticated,
   withEnrollmentLock,
 } from '../storage/enrollments.js'
+import type { Tx } from '../storage/database.js'
 import { findProfile } from '../storage/profiles.js'
 import type { DeviceCertificate, MdmEnrollment } from '../storage/types.js'
 import { findAccessTokenById } from '../storage/users.js'
-import { refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
+import { holdNote, refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
 import { checkBearer, identifyDevice, interactiveSignInTime, type IdentityInput, type UserBinding } from './mdm-identity.js'
 
 export type { MdmAnswer as CheckinAnswer, MdmRequest } from './mdm-access.js'
 type CheckinAnswer = MdmAnswer
+
+/**
+ * User channels per enrollment. Only a Mac has them (one per local user that logs in, and user
+ * enrollment manages only the user who enrolled); without a cap a device could create rows without end
+ * by sending TokenUpdates with new EnrollmentUserIDs (SECURITY.md row 27).
+ */
+export const MAX_USER_CHANNELS = 8
 
 export interface CheckinService {
   identify(input: IdentityInput, now?: Date): Promise<DeviceCertificate>
@@ -125,6 +136,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
       if (message.Topic !== enrollment.topic) throw new BadRequestError('Topic is not the one this enrollment authenticated with', { code: 'topic_mismatch' })
       return withEnrollmentLock(db, enrollment.id, async (tx, current) => {
         live(current)
+        if (message.EnrollmentUserID) await admitUserChannel(tx, current, channelId(message))
         const channel = await storeTokenUpdate(
           tx,
           current,
@@ -140,7 +152,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
           },
           seenUpdate(current, decision, now),
         )
-        return { kind: 'ok', enrollment: current.id, note: current.status === 'authenticated' && !channel.enrollmentUserId ? 'enrollment active' : undefined }
+        return { kind: 'ok', enrollment: current.id, note: holdNote(decision) ?? (current.status === 'authenticated' && !channel.enrollmentUserId ? 'enrollment active' : undefined) }
       })
     },
 
@@ -168,7 +180,8 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
         case 'declaration-items':
           return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: emptyDeclarationItemsResponse() } }
         case 'status':
-          return { kind: 'ok', enrollment: enrollment.id }
+          // "Get the device status": the server answers 204 No Content.
+          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'empty', status: 204 } }
         case 'declaration':
           throw new NotFoundError(`no ${endpoint.type} declaration ${JSON.stringify(endpoint.identifier.slice(0, 64))}`)
         case 'unknown':
@@ -206,6 +219,20 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
       throw new BadRequestError(`${request.message.MessageType} is not supported for user enrollments`, { code: 'unsupported_message' })
     },
 
+  }
+
+  /**
+   * A TokenUpdate on a user channel: only a Mac has user channels (Authenticate's ProductName), and a
+   * new one only while the enrollment has fewer than MAX_USER_CHANNELS. Called under the enrollment lock.
+   */
+  async function admitUserChannel(tx: Tx, enrollment: MdmEnrollment, channel: string): Promise<void> {
+    if (modelFamilyOfProduct(enrollment.productName ?? '') !== 'Mac') {
+      throw new BadRequestError(`enrollment ${enrollment.id} (${enrollment.productName ?? 'no ProductName'}) is not a Mac: user channels exist only on macOS`, { code: 'user_channel_not_allowed' })
+    }
+    if (await findChannel(tx, enrollment.id, channel)) return
+    if ((await countUserChannels(tx, enrollment.id)) >= MAX_USER_CHANNELS) {
+      throw new ForbiddenError(`enrollment ${enrollment.id} has ${MAX_USER_CHANNELS} user channels already`, { code: 'too_many_user_channels' })
+    }
   }
 
   async function authenticateAgain(request: MdmRequest<Authenticate>, enrollment: MdmEnrollment, now: Date): Promise<CheckinAnswer> {

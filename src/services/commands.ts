@@ -5,7 +5,7 @@
 import type { CommandReport } from '../protocol/checkin.js'
 import { channelId } from '../protocol/checkin.js'
 import { findChannel, touchChannel, touchEnrollment } from '../storage/enrollments.js'
-import { refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
+import { holdNote, refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
 
 export interface CommandService {
   /** A report on the command channel: store the result, answer the next command. */
@@ -29,7 +29,7 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess): CommandS
       await touchEnrollment(db, enrollment.id, access.seenUpdate(enrollment, decision, now))
       await touchChannel(db, channel.id, now)
       const { Status: status } = request.message
-      return { kind: 'ok', enrollment: enrollment.id, note: status === 'Idle' ? undefined : 'result for a command this server did not send: ignored' }
+      return { kind: 'ok', enrollment: enrollment.id, note: holdNote(decision) ?? (status === 'Idle' ? undefined : 'result for a command this server did not send: ignored') }
     },
   }
 }

@@ -45,6 +45,11 @@ export type MdmAnswer =
 
 export const refuse = (message: string, code = 'enrollment_mismatch') => new ForbiddenError(message, { code })
 
+/** The log note of a request on hold (no token, and the sign-in behind the enrollment no longer stands). */
+export function holdNote(decision: BearerDecision): string | undefined {
+  return decision.ok && decision.hold ? `no command delivered until the user signs in again on the user channel (${decision.hold})` : undefined
+}
+
 export interface MdmAccess {
   /** The 401 answer that asks the device to sign the user in again. */
   reauthenticate(teamId: string, reason: ReauthReason, enrollment?: string): Promise<MdmAnswer>

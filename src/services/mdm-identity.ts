@@ -11,6 +11,13 @@
  * deactivated, or older than REAUTH_AFTER) asks for a re-authentication: 401 with the enroll endpoint's
  * challenge, after which the device comes back with a fresh token of the same user. A token of someone
  * else is not a stale sign-in but a wrong one: 403.
+ *
+ * A request without a token (the macOS device channel) is never answered 401: Apple does not send the
+ * token there, so the device has no sign-in to redo on that channel, and for other enrollment types a 401
+ * has historically meant "unenroll". The same conditions instead put the channel on hold: it is answered
+ * 200 and gets no command until the user signs in again, which is asked for on the user channel (the one
+ * that carries the token). A first Authenticate on hold is refused with 403: no enrollment starts for a
+ * sign-in that no longer stands.
  */
 import type { X509Certificate } from 'node:crypto'
 import type { Config } from '../config/index.js'
@@ -80,8 +87,12 @@ export interface UserBinding {
 }
 
 export type BearerDecision =
-  /** `presented`: a bearer token was sent and accepted; the enrollment should remember it. */
-  | { ok: true; presented?: { tokenId: string; signedInAt: Date } }
+  /**
+   * `presented`: a bearer token was sent and accepted; the enrollment should remember it. `hold`: no token
+   * was sent (macOS device channel) and the sign-in behind the enrollment no longer stands: answer 200,
+   * deliver no command.
+   */
+  | { ok: true; presented?: { tokenId: string; signedInAt: Date }; hold?: ReauthReason }
   | { ok: false; reason: ReauthReason }
 
 export interface BearerDeps {
@@ -101,35 +112,38 @@ export async function checkBearer(
   options: { firstAuthenticate?: boolean } = {},
 ): Promise<BearerDecision> {
   const { db, config } = deps
-  let signedInAt: Date
-  let presented: { tokenId: string; signedInAt: Date } | undefined
-  if (authorization !== undefined) {
-    const value = bearerToken(authorization)
-    if (!value) return { ok: false, reason: 'not_a_bearer_token' }
-    const token = await findAccessToken(db, value)
-    if (!token) return { ok: false, reason: 'unknown_token' }
-    if (token.userId !== binding.userId || token.teamId !== binding.teamId) {
-      throw new ForbiddenError(`the bearer token belongs to another ${token.userId !== binding.userId ? 'user' : 'team'} than this enrollment`, { code: 'bearer_token_mismatch' })
-    }
-    if (token.revokedAt) return { ok: false, reason: 'token_revoked' }
-    if (!token.user.active) return { ok: false, reason: 'user_inactive' }
-    if (token.expiresAt && token.expiresAt.getTime() <= now.getTime()) return { ok: false, reason: 'token_expired' }
-    signedInAt = await interactiveSignInTime(db, token)
-    presented = { tokenId: token.id, signedInAt }
-  } else {
-    // macOS device channel: no token is sent; the certificate's binding decides, and revoking the user or
-    // the token the enrollment stands on still applies.
+  const reauthAfter = config.checkin.reauthAfterSeconds
+  if (authorization === undefined) {
+    // macOS device channel: no token is sent; the certificate's binding decides. What would ask for a
+    // sign-in with a token only holds the channel here (see the top of this file).
     const current = binding.currentAccessTokenId ? await findAccessTokenWithUser(db, binding.currentAccessTokenId) : null
     const user = current?.user ?? (await findUser(db, binding.userId))
-    if (!user?.active) return { ok: false, reason: 'user_inactive' }
-    if (current?.revokedAt) return { ok: false, reason: 'token_revoked' }
-    signedInAt = binding.signedInAt
+    const age = now.getTime() - binding.signedInAt.getTime()
+    let hold: ReauthReason | undefined
+    if (!user?.active) hold = 'user_inactive'
+    else if (current?.revokedAt) hold = 'token_revoked'
+    else if (options.firstAuthenticate && age >= config.enrollmentWindowSeconds * 1000) hold = 'enrollment_window_over'
+    else if (reauthAfter && age >= reauthAfter * 1000) hold = 'reauthentication_due'
+    if (hold && options.firstAuthenticate) {
+      throw new ForbiddenError(`no enrollment starts without a token for a sign-in that no longer stands (${hold})`, { code: 'sign_in_required' })
+    }
+    return { ok: true, hold }
   }
+  const value = bearerToken(authorization)
+  if (!value) return { ok: false, reason: 'not_a_bearer_token' }
+  const token = await findAccessToken(db, value)
+  if (!token) return { ok: false, reason: 'unknown_token' }
+  if (token.userId !== binding.userId || token.teamId !== binding.teamId) {
+    throw new ForbiddenError(`the bearer token belongs to another ${token.userId !== binding.userId ? 'user' : 'team'} than this enrollment`, { code: 'bearer_token_mismatch' })
+  }
+  if (token.revokedAt) return { ok: false, reason: 'token_revoked' }
+  if (!token.user.active) return { ok: false, reason: 'user_inactive' }
+  if (token.expiresAt && token.expiresAt.getTime() <= now.getTime()) return { ok: false, reason: 'token_expired' }
+  const signedInAt = await interactiveSignInTime(db, token)
   const age = now.getTime() - signedInAt.getTime()
   if (options.firstAuthenticate && age >= config.enrollmentWindowSeconds * 1000) return { ok: false, reason: 'enrollment_window_over' }
-  const reauthAfter = config.checkin.reauthAfterSeconds
   if (reauthAfter && age >= reauthAfter * 1000) return { ok: false, reason: 'reauthentication_due' }
-  return { ok: true, presented }
+  return { ok: true, presented: { tokenId: token.id, signedInAt } }
 }
 
 /**

@@ -134,6 +134,7 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
       idpRefreshToken: signIn.idpRefreshToken,
       enrollmentWindowSeconds: config.enrollmentWindowSeconds,
       lifetimes,
+      scope: oidc.settings.scope,
       now,
     })
     if (!issued.tokens) throw invalidGrant(`user ${issued.userId} is deactivated`)
@@ -189,6 +190,7 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
         idpRefreshToken: refreshed?.idpRefreshToken,
         user: refreshed?.claims ? userData(refreshed.claims) : undefined,
         lifetimes,
+        scope: oidc?.settings.scope,
         now,
       })
       if (!issued) throw invalidGrant(`grant ${grant.id} was revoked during the refresh`)
@@ -210,9 +212,15 @@ export function createOAuth2Service(deps: OAuth2Deps): OAuth2Service {
       if (grantType !== 'authorization_code' && grantType !== 'refresh_token') {
         throw new OAuth2Error(400, 'unsupported_grant_type', 'Only authorization_code and refresh_token are supported')
       }
-      // A public client identifies itself with client_id only (RFC 6749 section 3.2.1).
-      if (!params.client_id) throw invalidRequest('client_id is required')
-      if (!oidc || params.client_id !== oidc.settings.clientId) throw new OAuth2Error(401, 'invalid_client', 'Unknown client', 'client_id is not OIDC_CLIENT_ID')
+      // A public client identifies itself with client_id only (RFC 6749 section 3.2.1), and must when it
+      // redeems a code (section 4.1.3). A refresh need not carry it (section 6), and Apple never shows the
+      // device's refresh request: refusing one only for a missing client_id would send the user through an
+      // interactive sign-in for nothing. When present it must match. invalid_client is a 400 here, not the
+      // 401 of section 5.2: a device should never see a 401 from token-url (PROTOCOL.md section 4).
+      if (!params.client_id && grantType === 'authorization_code') throw invalidRequest('client_id is required')
+      if (params.client_id !== undefined && (!oidc || params.client_id !== oidc.settings.clientId)) {
+        throw new OAuth2Error(400, 'invalid_client', 'Unknown client', 'client_id is not OIDC_CLIENT_ID')
+      }
       const team = await teamOfUrl(db, request.teamToken)
       if (!team) throw invalidRequest('This token URL is not valid')
       return grantType === 'authorization_code' ? authorizationCode(team, params, now) : refreshToken(team, params, now)

@@ -202,6 +202,11 @@ export async function checkOutEnrollment(tx: Tx, id: string, now: Date): Promise
   await tx.mdmChannel.updateMany({ where: { mdmEnrollmentId: id }, data: { pushToken: null, pushMagic: null } })
 }
 
+/** How many macOS user channels the enrollment has. */
+export function countUserChannels(db: Db, mdmEnrollmentId: string): Promise<number> {
+  return db.mdmChannel.count({ where: { mdmEnrollmentId, enrollmentUserId: { not: null } } })
+}
+
 export function findChannel(db: Db, mdmEnrollmentId: string, channelId: string): Promise<MdmChannel | null> {
   return db.mdmChannel.findUnique({ where: { mdmEnrollmentId_channelId: { mdmEnrollmentId, channelId } } })
 }

@@ -64,4 +64,19 @@ describe('server process', () => {
     expect(lines).toHaveLength(1)
     expect(lines[0]).toMatch(/^configuration error: SERVER_SECRET: required when DATABASE_URL is set/)
   }, 90_000)
+
+  it.each([
+    ['SERVER_URL', { SERVER_URL: 'http://mdm.example.com', ALLOW_DEV_SIGNIN: 'true' }, /^configuration error: SERVER_URL: must be an https:\/\/ URL/],
+    [
+      'OIDC_REDIRECT_URL',
+      { AUTH_METHOD: 'oauth2', OIDC_ISSUER: 'https://login.example.com', OIDC_CLIENT_ID: 'mdm', OIDC_CLIENT_SECRET: 'secret', OIDC_REDIRECT_URL: 'https://mdm.example.com/callback' },
+      /^configuration error: OIDC_REDIRECT_URL: must use the apple-remotemanagement-user-login: scheme/,
+    ],
+  ])('stops with one line naming %s when it is one a device cannot use', async (_name, env, line) => {
+    const p = start({ ...env, DATA_DIR: mkdtempSync(path.join(tmpdir(), 'byod-mdm-proc-')) })
+    expect(await p.exited).toBe(1)
+    const lines = p.output().trim().split('\n')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(line)
+  }, 90_000)
 })

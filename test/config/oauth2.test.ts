@@ -68,6 +68,9 @@ describe('OAuth 2 / OIDC configuration', () => {
     expect(refusal({ ...oidc, OIDC_CLIENT_ID: 'id\nwith-newline' }).variable).toBe('OIDC_CLIENT_ID')
     expect(refusal({ ...oidc, OIDC_REDIRECT_URL: 'not a url' }).variable).toBe('OIDC_REDIRECT_URL')
     expect(refusal({ ...oidc, OIDC_REDIRECT_URL: 'HTTPS://Example.com/cb' }).variable).toBe('OIDC_REDIRECT_URL')
+    // Apple's web authentication session only returns to its own scheme.
+    expect(refusal({ ...oidc, OIDC_REDIRECT_URL: 'https://mdm.example.com/oauth2/redirection' }).message).toMatch(/apple-remotemanagement-user-login: scheme/)
+    expect(refusal({ ...oidc, OIDC_REDIRECT_URL: 'com.example.app:/oauth2/redirection' }).variable).toBe('OIDC_REDIRECT_URL')
     expect(refusal({ ...oidc, OIDC_REDIRECT_URL: 'apple-remotemanagement-user-login:/oauth2/redirection?x=1' }).variable).toBe('OIDC_REDIRECT_URL')
     expect(refusal({ ...oidc, OIDC_TOKEN_AUTH_METHOD: 'private_key_jwt' }).variable).toBe('OIDC_TOKEN_AUTH_METHOD')
     expect(refusal({ ...oidc, OAUTH2_ACCESS_TOKEN_TTL: '10s' }).variable).toBe('OAUTH2_ACCESS_TOKEN_TTL')

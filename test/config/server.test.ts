@@ -56,6 +56,16 @@ describe('loadConfig', () => {
     expect(configError({ LOG_LEVEL: 'loud', DATA_DIR: tmp() }).variable).toBe('LOG_LEVEL')
   })
 
+  it('requires https for SERVER_URL unless it is a loopback address', () => {
+    const err = configError({ SERVER_URL: 'http://mdm.example.com', DATA_DIR: tmp(), ALLOW_DEV_SIGNIN: 'true' })
+    expect(err.variable).toBe('SERVER_URL')
+    expect(err.message).toMatch(/must be an https:\/\/ URL/)
+    expect(configError({ SERVER_URL: 'http://10.0.0.5:8080', DATA_DIR: tmp(), ALLOW_DEV_SIGNIN: 'true' }).variable).toBe('SERVER_URL')
+    for (const url of ['http://localhost:8080', 'http://127.0.0.1:9000', 'http://[::1]:9000', 'https://mdm.example.com']) {
+      expect(loadConfig({ SERVER_URL: url, DATA_DIR: tmp(), ALLOW_DEV_SIGNIN: 'true' }).serverUrl).toBe(url)
+    }
+  })
+
   it('treats empty values as unset and strips a trailing slash from SERVER_URL', () => {
     const config = loadConfig({ DATA_DIR: tmp(), PORT: '', SERVER_URL: 'https://mdm.example.com/', ALLOW_DEV_SIGNIN: 'true' })
     expect(config.port).toBe(8080)

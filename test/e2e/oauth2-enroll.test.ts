@@ -66,8 +66,10 @@ describe('apple-oauth2 enrollment with a real OpenID provider', () => {
     expect(token.headers['cache-control']).toBe('no-store')
     expect(token.headers.pragma).toBe('no-cache')
     const body = token.json() as Record<string, unknown>
-    expect(Object.keys(body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'token_type'])
+    expect(Object.keys(body).sort()).toEqual(['access_token', 'expires_in', 'refresh_token', 'scope', 'token_type'])
     expect(body.token_type).toBe('Bearer')
+    // RFC 6749 section 5.1: the scope granted, as Apple's example token response carries it.
+    expect(body.scope).toBe(challenge.scope)
     expect(body.expires_in).toBe(3600)
     expect(body.access_token).toMatch(/^[A-Za-z0-9_-]{43}$/)
     expect(body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/)
@@ -86,6 +88,19 @@ describe('apple-oauth2 enrollment with a real OpenID provider', () => {
     expect(mdm.AssignedManagedAppleID).toBe('alice@example.com')
     // One profile per sign-in.
     expect((await postEnroll(t.app, { token: body.access_token as string })).statusCode).toBe(401)
+  })
+
+  it('refreshes without client_id (RFC 6749 section 6: the device need not send it); a wrong one is invalid_client 400', async () => {
+    const first = await signIn()
+    const before = await tokenRows(t.app)
+    const wrong = await postToken(t.app, challenge['token-url']!, { grant_type: 'refresh_token', refresh_token: first.refresh_token, client_id: 'someone-else' })
+    expect(wrong.statusCode).toBe(400)
+    expect(wrong.json()).toMatchObject({ error: 'invalid_client' })
+    expect(await tokenRows(t.app)).toEqual(before)
+    const res = await postToken(t.app, challenge['token-url']!, { grant_type: 'refresh_token', refresh_token: first.refresh_token })
+    expect(res.statusCode, res.body).toBe(200)
+    expect(res.json()).toMatchObject({ token_type: 'Bearer', scope: challenge.scope })
+    expect(res.json().access_token).not.toBe(first.access_token)
   })
 
   it('stores the IdP refresh token sealed, never in clear', async () => {

@@ -61,6 +61,8 @@ export class Device {
     readonly path: string,
     public enrollmentId: string = randomUUID().toUpperCase(),
     public token: string | null = user.token,
+    /** Authenticate's device fields (the recorded iPhone's unless changed). */
+    readonly authenticateFields: Record<string, PlistValue> = {},
   ) {}
 
   /** A recorded plist with this device's EnrollmentID and Topic; `changes` rebuild it (null deletes a key). */
@@ -99,7 +101,8 @@ export class Device {
   }
 
   authenticate(options?: PutOptions) {
-    return this.put(this.body('authenticate'), options)
+    const changes = Object.keys(this.authenticateFields).length ? this.authenticateFields : undefined
+    return this.put(this.body('authenticate', changes), options)
   }
 
   tokenUpdate(options?: PutOptions, changes?: Record<string, PlistValue | null>) {
@@ -129,11 +132,27 @@ export function opensslSign(body: Uint8Array, signers: { certificate: X509Certif
   }
 }
 
+/** What a Mac reports in Authenticate under user enrollment (PROTOCOL.md section 8). */
+export const MAC_AUTHENTICATE: Record<string, PlistValue> = {
+  ProductName: 'MacBookPro18,3',
+  OSVersion: '15.1',
+  BuildVersion: '24B83',
+  Model: 'MacBookPro18,3',
+  ModelName: 'MacBook Pro',
+  DeviceName: 'Alice’s MacBook Pro',
+}
+
+export interface EnrollOptions {
+  user?: SignedInUser
+  /** Authenticate as a Mac (the enroll body is still the recorded iPhone's: the server trusts Authenticate). */
+  mac?: boolean
+}
+
 /**
  * A device enrolled through the real endpoints: sign-in (a token minted for a new user, or `user`),
  * enroll with the recorded body, SCEP with the profile's challenge.
  */
-export async function enrollDevice(app: App, options: { user?: SignedInUser } = {}): Promise<Device> {
+export async function enrollDevice(app: App, options: EnrollOptions = {}): Promise<Device> {
   const user = options.user ?? (await signIn(app))
   const res = await postEnroll(app, { token: user.token })
   if (res.statusCode !== 200) throw new Error(`enroll answered ${res.statusCode}`)
@@ -144,7 +163,8 @@ export async function enrollDevice(app: App, options: { user?: SignedInUser } = 
   const request = scepRequest(app, { challenge: scep.Challenge as string, keys })
   const reply = await postPkiOperation(app, request.der)
   const certificate = issuedCertificate(certRep(app, reply.rawPayload, request.signer))
-  return new Device(app, keys, certificate, user, mdm.Topic as string, new URL(mdm.ServerURL as string).pathname)
+  const path = new URL(mdm.ServerURL as string).pathname
+  return new Device(app, keys, certificate, user, mdm.Topic as string, path, undefined, undefined, options.mac ? MAC_AUTHENTICATE : {})
 }
 
 /** Every row check-in may write, in full: "nothing written" means this does not change. */
@@ -158,9 +178,11 @@ export async function checkinRows(app: App) {
 }
 
 /** A device that has sent Authenticate and TokenUpdate. */
-export async function activeDevice(app: App, options: { user?: SignedInUser } = {}): Promise<Device> {
+export async function activeDevice(app: App, options: EnrollOptions = {}): Promise<Device> {
   const device = await enrollDevice(app, options)
-  for (const res of [await device.authenticate(), await device.tokenUpdate()]) {
+  // A Mac sends no token on its device channel.
+  const token = options.mac ? { token: null } : undefined
+  for (const res of [await device.authenticate(token), await device.tokenUpdate(token)]) {
     if (res.statusCode !== 200) throw new Error(`check-in answered ${res.statusCode}: ${res.body}`)
   }
   return device

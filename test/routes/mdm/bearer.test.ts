@@ -2,7 +2,8 @@
  * The bearer token on check-in (PROTOCOL.md section 4, SECURITY.md row 17): another user's token is
  * refused (403); a sign-in that no longer holds (unknown, expired or revoked token, deactivated user,
  * enrollment window or REAUTH_AFTER passed) gets 401 with exactly the enroll endpoint's challenge, never on
- * CheckOut; a fresh token of the same user from the new sign-in is accepted and becomes the enrollment's.
+ * CheckOut and never without a token (the macOS device channel: 200, held, no command); a fresh token of
+ * the same user from the new sign-in is accepted and becomes the enrollment's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { mintAccessToken } from '../../../src/services/tokens.js'
@@ -55,6 +56,14 @@ async function reauthentication(send: () => Promise<{ statusCode: number; body: 
   expect(await checkinRows(app)).toEqual(before)
 }
 
+/** A request without a token where a token would be refused: 200 with an empty body, never 401. */
+async function held(send: () => Promise<{ statusCode: number; body: string; headers: Record<string, unknown> }>) {
+  const res = await send()
+  expect(res.statusCode, res.body).toBe(200)
+  expect(res.headers['www-authenticate']).toBeUndefined()
+  expect(res.body).toBe('')
+}
+
 async function forbidden(send: () => Promise<{ statusCode: number; body: string; headers: Record<string, unknown> }>) {
   const before = await checkinRows(t.app)
   const res = await send()
@@ -104,23 +113,27 @@ describe('the first Authenticate', () => {
     expect(enrollment).toMatchObject({ userId: device.user.userId, accessTokenId: device.user.tokenId, currentAccessTokenId: device.user.tokenId })
   })
 
-  it('after the enrollment window of the sign-in is 401; a new sign-in of the same user enrolls', async () => {
+  it('after the enrollment window of the sign-in is 401 (403 without a token); a new sign-in of the same user enrolls', async () => {
     const device = await enrolled()
     await prisma().accessToken.update({ where: { id: device.user.tokenId }, data: { createdAt: new Date(Date.now() - 2 * HOUR) } })
     await reauthentication(() => device.authenticate())
-    await reauthentication(() => device.authenticate({ token: null }))
+    const before = await checkinRows(t.app)
+    const withoutToken = await device.authenticate({ token: null })
+    expect(withoutToken.statusCode).toBe(403)
+    expect(withoutToken.json()).toMatchObject({ error: 'sign_in_required' })
+    expect(await checkinRows(t.app)).toEqual(before)
     device.token = await signInAgain(device)
     expect((await device.authenticate()).statusCode).toBe(200)
   })
 })
 
 describe('after enrollment', () => {
-  it('deactivating the user: the next Idle, TokenUpdate and DeclarativeManagement get 401 with the challenge; CheckOut still 200', async () => {
+  it('deactivating the user: the next Idle, TokenUpdate and DeclarativeManagement get 401 with the challenge (held without a token); CheckOut still 200', async () => {
     const device = await activeDevice(t.app)
     secrets.push(device.user.token)
     await prisma().user.update({ where: { id: device.user.userId }, data: { active: false } })
     await reauthentication(() => device.idle())
-    await reauthentication(() => device.idle({ token: null }))
+    await held(() => device.idle({ token: null }))
     await reauthentication(() => device.tokenUpdate())
     await reauthentication(() => device.put(device.message({ MessageType: 'DeclarativeManagement', Endpoint: 'tokens' })))
     const out = await device.checkOut()
@@ -133,8 +146,8 @@ describe('after enrollment', () => {
     secrets.push(device.user.token)
     await prisma().accessToken.update({ where: { id: device.user.tokenId }, data: { revokedAt: new Date() } })
     await reauthentication(() => device.idle())
-    // The macOS device channel has no token to present, but the one it stands on is revoked.
-    await reauthentication(() => device.idle({ token: null }))
+    // The macOS device channel has no token to present: the one it stands on is revoked, so it is held.
+    await held(() => device.idle({ token: null }))
 
     const fresh = await signInAgain(device)
     expect((await device.idle({ token: fresh })).statusCode).toBe(200)
@@ -177,7 +190,7 @@ describe('REAUTH_AFTER', () => {
   })
   afterAll(async () => r?.app.close())
 
-  it('asks for a new sign-in once the last one is older than the interval, on every channel but CheckOut', async () => {
+  it('asks for a new sign-in once the last one is older than the interval, wherever a token is sent, but on CheckOut', async () => {
     const device = await activeDevice(r.app)
     secrets.push(device.user.token)
     expect((await device.idle()).statusCode).toBe(200)
@@ -186,7 +199,7 @@ describe('REAUTH_AFTER', () => {
     await r.app.db.prisma.accessToken.update({ where: { id: device.user.tokenId }, data: { createdAt: twoHoursAgo } })
     await r.app.db.prisma.mdmEnrollment.updateMany({ where: { enrollmentId: device.enrollmentId }, data: { signedInAt: twoHoursAgo } })
     await reauthentication(() => device.idle(), r.app)
-    await reauthentication(() => device.idle({ token: null }), r.app)
+    await held(() => device.idle({ token: null }))
     await reauthentication(() => device.put(device.message({ MessageType: 'DeclarativeManagement', Endpoint: 'tokens' })), r.app)
     expect((await device.checkOut({ token: null })).statusCode).toBe(200)
   })
@@ -211,5 +224,47 @@ describe('REAUTH_AFTER', () => {
     await prisma().accessToken.update({ where: { id: device.user.tokenId }, data: { createdAt: new Date(Date.now() - 400 * 24 * HOUR) } })
     await prisma().mdmEnrollment.updateMany({ where: { enrollmentId: device.enrollmentId }, data: { signedInAt: new Date(Date.now() - 400 * 24 * HOUR) } })
     expect((await device.idle()).statusCode).toBe(200)
+  })
+})
+
+describe('a Mac: the device channel never gets 401, the user channel asks for the sign-in (PROTOCOL.md section 4)', () => {
+  let r: TestApp
+  beforeAll(async () => {
+    r = await buildTestApp({ env: { REAUTH_AFTER: '1h' }, database: t.database })
+  })
+  afterAll(async () => r?.app.close())
+
+  const USER_ID = '2B1D0E54-5C55-4A43-8C1E-6A2E9C1C7E21'
+  async function mac(app: TestApp['app']) {
+    const device = await activeDevice(app, { mac: true })
+    secrets.push(device.user.token)
+    const user = await device.tokenUpdate(undefined, { EnrollmentUserID: USER_ID, UserShortName: 'alice', Token: new Uint8Array([1, 2]), PushMagic: 'USER' })
+    expect(user.statusCode, user.body).toBe(200)
+    return device
+  }
+  const userIdle = (device: Device) => device.idle(undefined, { EnrollmentUserID: USER_ID })
+
+  it.each([
+    ['a deactivated user', async (d: Device, app: TestApp['app']) => void (await app.db.prisma.user.update({ where: { id: d.user.userId }, data: { active: false } }))],
+    ['a revoked token', async (d: Device, app: TestApp['app']) => void (await app.db.prisma.accessToken.update({ where: { id: d.user.tokenId }, data: { revokedAt: new Date() } }))],
+    [
+      'an expired REAUTH_AFTER',
+      async (d: Device, app: TestApp['app']) => {
+        const twoHoursAgo = new Date(Date.now() - 2 * HOUR)
+        await app.db.prisma.accessToken.update({ where: { id: d.user.tokenId }, data: { createdAt: twoHoursAgo } })
+        await app.db.prisma.mdmEnrollment.updateMany({ where: { enrollmentId: d.enrollmentId }, data: { signedInAt: twoHoursAgo } })
+      },
+    ],
+  ])('with %s: device-channel Idle 200 and empty, user-channel Idle 401 with the challenge', async (_what, spoil) => {
+    const device = await mac(r.app)
+    await spoil(device, r.app)
+    await held(() => device.idle({ token: null }))
+    await held(() => device.tokenUpdate({ token: null }))
+    await reauthentication(() => userIdle(device), r.app)
+    // The user signs in again on the user channel; the device channel stands on that sign-in.
+    if (_what === 'a deactivated user') await r.app.db.prisma.user.update({ where: { id: device.user.userId }, data: { active: true } })
+    device.token = await signInAgain(device, r.app)
+    expect((await userIdle(device)).statusCode).toBe(200)
+    expect((await device.idle({ token: null })).statusCode).toBe(200)
   })
 })

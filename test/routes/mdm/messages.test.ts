@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { EMPTY_DECLARATIONS_TOKEN } from '../../../src/protocol/declarations.js'
+import { MAX_USER_CHANNELS } from '../../../src/services/checkin.js'
 import { buildTestApp, type TestApp } from '../../helpers/app.js'
 import { activeDevice, checkinRows, enrollDevice, type Device } from '../../helpers/device.js'
 
@@ -34,7 +35,8 @@ describe('DeclarativeManagement: the empty declaration set', () => {
 
     const report = Buffer.from(JSON.stringify({ StatusItems: {}, Errors: [] }))
     const status = await ddm(device, 'status', { Data: new Uint8Array(report) })
-    expect(status.statusCode).toBe(200)
+    // Apple, "Get the device status": 204 No Content.
+    expect(status.statusCode).toBe(204)
     expect(status.body).toBe('')
   })
 
@@ -98,7 +100,7 @@ describe('the macOS user channel', () => {
     d.tokenUpdate(undefined, { EnrollmentUserID: USER_ID, UserShortName: 'alice', UserLongName: 'Alice Example', Token: new Uint8Array([0xaa, 0xbb]), PushMagic: 'USER-MAGIC', AwaitingConfiguration: null, ...extra })
 
   it('is its own channel linked to the device enrollment; the device channel needs no bearer, the user channel sends it', async () => {
-    const mac = await enrollDevice(t.app)
+    const mac = await enrollDevice(t.app, { mac: true })
     expect((await mac.authenticate({ token: null })).statusCode).toBe(200)
     expect((await mac.tokenUpdate({ token: null })).statusCode).toBe(200)
     const user = await userUpdate(mac)
@@ -131,11 +133,32 @@ describe('the macOS user channel', () => {
   })
 
   it('concurrent first TokenUpdates of one user make one channel row', async () => {
-    const mac = await activeDevice(t.app)
+    const mac = await activeDevice(t.app, { mac: true })
     const results = await Promise.all(Array.from({ length: 4 }, () => userUpdate(mac)))
     expect(results.map((r) => r.statusCode)).toEqual([200, 200, 200, 200])
     const enrollment = await prisma().mdmEnrollment.findFirstOrThrow({ where: { enrollmentId: mac.enrollmentId } })
     expect(await prisma().mdmChannel.count({ where: { mdmEnrollmentId: enrollment.id, enrollmentUserId: USER_ID } })).toBe(1)
+  })
+
+  it('exists only on a Mac: an iPhone\'s user-channel TokenUpdate is 400 and writes nothing (SECURITY.md row 27)', async () => {
+    const phone = await activeDevice(t.app)
+    const before = await checkinRows(t.app)
+    const res = await userUpdate(phone)
+    expect(res.statusCode).toBe(400)
+    expect(res.json()).toMatchObject({ error: 'user_channel_not_allowed' })
+    expect(await checkinRows(t.app)).toEqual(before)
+  })
+
+  it(`is capped at ${MAX_USER_CHANNELS} per enrollment: a new user past the cap is 403, known users still update`, async () => {
+    const mac = await activeDevice(t.app, { mac: true })
+    const users = Array.from({ length: MAX_USER_CHANNELS }, (_, i) => `USER-${i}`)
+    for (const u of users) expect((await userUpdate(mac, { EnrollmentUserID: u })).statusCode).toBe(200)
+    const before = await checkinRows(t.app)
+    const res = await userUpdate(mac, { EnrollmentUserID: 'ONE-TOO-MANY' })
+    expect(res.statusCode).toBe(403)
+    expect(res.json()).toMatchObject({ error: 'too_many_user_channels' })
+    expect(await checkinRows(t.app)).toEqual(before)
+    expect((await userUpdate(mac, { EnrollmentUserID: users[0]!, PushMagic: 'AGAIN' })).statusCode).toBe(200)
   })
 
   it('a user channel of another enrollment\'s EnrollmentID is refused', async () => {

@@ -85,11 +85,11 @@ describe('authorization_code refusals', () => {
     issuedToDevice.push(ok.json().access_token, ok.json().refresh_token)
   })
 
-  it('a wrong or missing client_id: invalid_client (401) or invalid_request, without asking the IdP', async () => {
+  it('a wrong or missing client_id: invalid_client (400, never a 401 a device could take for unenroll) or invalid_request, without asking the IdP', async () => {
     const c = await code()
     const requests = idp.tokenRequests
     const before = await tokenRows(t.app)
-    await expectError(await redeem({ code: c, client_id: 'someone-else' }), 401, 'invalid_client')
+    await expectError(await redeem({ code: c, client_id: 'someone-else' }), 400, 'invalid_client')
     await expectError(await postToken(t.app, challenge['token-url']!, { grant_type: 'authorization_code', code: c, redirect_uri: APPLE_REDIRECT_URI }), 400, 'invalid_request')
     expect(idp.tokenRequests).toBe(requests)
     expect(await tokenRows(t.app)).toEqual(before)
