@@ -11,7 +11,7 @@ import type { Config } from './config/index.js'
 import { UnsupportedMediaTypeError } from './errors.js'
 import { loggerOptions } from './logging.js'
 import databasePlugin from './plugins/database.js'
-import errorsPlugin from './plugins/errors.js'
+import errorsPlugin, { sendJsonError } from './plugins/errors.js'
 import keysPlugin from './plugins/keys.js'
 import servicesPlugin from './plugins/services.js'
 import enrollmentRoutes from './routes/enroll/index.js'
@@ -56,6 +56,13 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // URLs the router refuses (malformed, a path segment over maxParamLength): Fastify's own answers echo
+    // the path; ours give a code and a sentence, the path stays in the log (SECURITY.md row 29).
+    frameworkErrors: (error, request, reply) => {
+      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400
+      request.log.info({ reason: { code: error.code } }, 'request rejected')
+      return sendJsonError(reply, { status, code: status === 414 ? 'uri_too_long' : 'bad_url', message: status === 414 ? 'The URL is too long' : 'The URL is malformed' })
+    },
   }).withTypeProvider<ZodTypeProvider>()
 
   app.setValidatorCompiler(validatorCompiler)

@@ -1,36 +1,47 @@
 /**
  * Typed errors. Services throw these; each protocol's routes turn them into that protocol's answer
  * (JSON `{error, message}` by default, 401 + WWW-Authenticate on enroll, CertRep FAILURE on SCEP, an
- * HTML page on SSO). `expose` says whether `message` may be shown to the client; the log always has it.
+ * HTML page on SSO). The log always has `message`. The client gets `publicMessage` when there is one
+ * (a message naming internal ids or echoing input keeps them for the log: SECURITY.md row 29), else
+ * `message` when `expose` says so, else a generic sentence for the status.
  */
+export interface AppErrorOptions {
+  expose?: boolean
+  cause?: unknown
+  /** What the client is told instead of `message`. */
+  publicMessage?: string
+}
+
 export class AppError extends Error {
   readonly status: number
   readonly code: string
   readonly expose: boolean
+  readonly publicMessage?: string
 
-  constructor(status: number, code: string, message: string, options: { expose?: boolean; cause?: unknown } = {}) {
+  constructor(status: number, code: string, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = new.target.name
     this.status = status
     this.code = code
     this.expose = options.expose ?? status < 500
+    this.publicMessage = options.publicMessage
   }
 }
 
 export class BadRequestError extends AppError {
-  constructor(message: string, options: { code?: string; cause?: unknown } = {}) {
+  constructor(message: string, options: AppErrorOptions & { code?: string } = {}) {
     super(400, options.code ?? 'bad_request', message, options)
   }
 }
 
 export class ForbiddenError extends AppError {
-  constructor(message: string, options: { code?: string; cause?: unknown; expose?: boolean } = {}) {
+  constructor(message: string, options: AppErrorOptions & { code?: string } = {}) {
     super(403, options.code ?? 'forbidden', message, options)
   }
 }
 
 export class NotFoundError extends AppError {
-  constructor(message = 'Not found', options: { code?: string; cause?: unknown } = {}) {
+  constructor(message = 'Not found', options: AppErrorOptions & { code?: string } = {}) {
     super(404, options.code ?? 'not_found', message, options)
   }
 }

@@ -50,6 +50,7 @@ const envSchema = z.object({
     .regex(/^com\.apple\.mgmt\.[\x21-\x7e]+$/, 'must start with com.apple.mgmt. (the UID in your APNs push certificate subject)')
     .optional(),
   ENROLL_DEVICE_SIGNATURE: z.enum(['strict', 'log']).default('strict'),
+  ENROLL_RATE_LIMIT: int(1, 1_000_000).default(120),
   ENROLL_DOMAINS: z.string().optional(),
   ENROLL_MODEL_FAMILIES: z.string().default(USER_ENROLLMENT_FAMILIES.join(',')),
   MANAGED_APPLE_ID_SOURCE: z.enum(['auto', 'email', 'user-identifier']).default('auto'),
@@ -133,6 +134,8 @@ export interface Config {
     modelFamilies: ModelFamily[]
     /** Where AssignedManagedAppleID comes from (services/profiles.ts assignedManagedAppleId). */
     managedAppleIdSource: 'auto' | 'email' | 'user-identifier'
+    /** Requests per minute per client address on discovery and on the enroll endpoint (each its own count). */
+    rateLimitPerMinute: number
   }
   /** Validity of the device identity certificates the SCEP CA issues, in days. */
   scepCertValidityDays: number
@@ -230,6 +233,7 @@ export function loadConfig(env: Environment = process.env): Config {
       domains: e.ENROLL_DOMAINS === undefined ? undefined : parseEnrollDomains(e.ENROLL_DOMAINS),
       modelFamilies: parseModelFamilies(e.ENROLL_MODEL_FAMILIES),
       managedAppleIdSource: e.MANAGED_APPLE_ID_SOURCE,
+      rateLimitPerMinute: e.ENROLL_RATE_LIMIT,
     },
     scepCertValidityDays: e.SCEP_CERT_VALIDITY_DAYS,
     keys: {

@@ -16,8 +16,11 @@
  */
 import { createHash, X509Certificate } from 'node:crypto'
 import { APPLE_IPHONE_CERTIFICATION_AUTHORITY_PEM, APPLE_IPHONE_DEVICE_CA_PEM, APPLE_ROOT_CA_PEM } from './apple-ca.js'
+import { certificateParts } from './certificate.js'
 import { CmsError, parseSignedData, verifySingleSigner } from './cms.js'
+import { contentOf, isContext, octetsOf, parseDer } from './der.js'
 import { OID } from './oids.js'
+import { verificationKeyRefusal } from './public-key.js'
 
 export interface TrustAnchor {
   name: string
@@ -65,9 +68,21 @@ export function verifyDeviceSignature(body: Uint8Array, anchors: readonly TrustA
   return { content, signer: certificate, ...chainToAnchor(certificate, signed.certificates, anchors) }
 }
 
-/** Walks from `leaf` through `pool` (the certificates in the CMS) until a pinned key vouches for it. */
+/**
+ * Issuer candidates tried per step. A CMS has at most MAX_CMS_CERTIFICATES certificates, and a real
+ * chain offers one issuer per step; decoys that share a name (SECURITY.md row 24) get no more tries.
+ */
+const MAX_CANDIDATES = 2
+
+/**
+ * Walks from `leaf` through `pool` (the certificates in the CMS) until a pinned key vouches for it.
+ * Signatures are checked only toward pinned issuers: an anchor, or a carried certificate that names
+ * itself the issuer (subject and key identifier) and whose own issuer is an anchor or another carried
+ * certificate by name. Keys with non-standard RSA exponents are never tried (verificationKeyRefusal).
+ */
 export function chainToAnchor(leaf: X509Certificate, pool: readonly X509Certificate[], anchors: readonly TrustAnchor[]): ChainTrust {
   const chain = [leaf]
+  const names = new Set([...anchors.map((a) => a.certificate.subject), ...pool.map((c) => c.subject)])
   for (let cert = leaf; ; ) {
     const spki = spkiSha256(cert)
     const pinned = anchors.find((a) => a.pinned && spkiSha256(a.certificate) === spki)
@@ -81,7 +96,8 @@ export function chainToAnchor(leaf: X509Certificate, pool: readonly X509Certific
 
     if (chain.length >= MAX_CHAIN) return { chain, untrustedReason: `no pinned Apple key within ${MAX_CHAIN} certificates` }
     const seen = new Set(chain.map((c) => c.fingerprint256))
-    const issuer = pool.find((c) => !seen.has(c.fingerprint256) && issuedBy(cert, c))
+    const candidates = pool.filter((c) => !seen.has(c.fingerprint256) && c.subject === cert.issuer && names.has(c.issuer) && keyIdentifiersAgree(cert, c))
+    const issuer = candidates.slice(0, MAX_CANDIDATES).find((c) => issuedBy(cert, c))
     if (!issuer) {
       return { chain, untrustedReason: `the chain ends at "${commonName(cert)}" (issuer "${commonName(cert, 'issuer')}"), which no pinned Apple device key signed` }
     }
@@ -93,10 +109,30 @@ export function chainToAnchor(leaf: X509Certificate, pool: readonly X509Certific
 function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
   if (cert.issuer !== issuer.subject) return false
   try {
+    if (verificationKeyRefusal(issuer.publicKey)) return false
     return cert.verify(issuer.publicKey)
   } catch {
     return false
   }
+}
+
+/** False when `cert`'s authorityKeyIdentifier and `issuer`'s subjectKeyIdentifier are both present and differ. */
+function keyIdentifiersAgree(cert: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    const aki = authorityKeyId(certificateParts(cert.raw).extensions.get(OID.authorityKeyIdentifier)?.value)
+    const skiValue = certificateParts(issuer.raw).extensions.get(OID.subjectKeyIdentifier)?.value
+    if (!aki || !skiValue) return true
+    return octetsOf(parseDer(skiValue)).equals(aki)
+  } catch {
+    return false
+  }
+}
+
+/** AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING OPTIONAL, ... } */
+function authorityKeyId(value: Buffer | undefined): Buffer | undefined {
+  if (!value) return undefined
+  const first = parseDer(value).children[0]
+  return first && isContext(first, 0) ? Buffer.from(contentOf(first)) : undefined
 }
 
 function spkiSha256(cert: X509Certificate): string {

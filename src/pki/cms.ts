@@ -27,6 +27,7 @@ import {
   type ParseLimits,
 } from './der.js'
 import { DIGEST_BY_OID, DIGEST_OID, OID, SIGNATURE_ALGORITHMS, type DigestName } from './oids.js'
+import { verificationKeyRefusal } from './public-key.js'
 
 export class CmsError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -76,6 +77,13 @@ export interface SignedDataOptions {
 /** Limits for untrusted CMS: certificates nest about 10 deep, so 32 leaves room and stops abuse. */
 const CMS_LIMITS: ParseLimits = { maxDepth: 32, maxNodes: 20_000 }
 
+/**
+ * Certificates a CMS from a device may carry: an enroll body has three (the device and two Apple CAs), a
+ * Mdm-Signature or a SCEP request one or two. Every one is parsed by OpenSSL and may be tried as an
+ * issuer, so the count is bounded before anything is parsed (SECURITY.md row 24).
+ */
+export const MAX_CMS_CERTIFICATES = 8
+
 /** Parses a ContentInfo holding SignedData. Throws CmsError on anything malformed. */
 export function parseSignedData(input: Uint8Array, limits: ParseLimits = CMS_LIMITS, options: SignedDataOptions = {}): SignedData {
   try {
@@ -108,6 +116,7 @@ function readSignedData(root: Asn1Node, parseCertificates: boolean): SignedData 
   const certificateDers: Buffer[] = []
   let next = sd.children[i]
   if (next && isContext(next, 0)) {
+    if (next.children.length > MAX_CMS_CERTIFICATES) throw new CmsError(`the CMS carries ${next.children.length} certificates; at most ${MAX_CMS_CERTIFICATES} are accepted`)
     for (const c of next.children) {
       // Only plain certificates (SEQUENCE); other CertificateChoices are ignored.
       if (isUniversal(c, Tag.SEQUENCE)) certificateDers.push(toDefiniteLength(c))
@@ -203,6 +212,8 @@ export function signerCertificate(signer: SignerInfo, certificates: X509Certific
 export function verifySigner(signer: SignerInfo, content: Uint8Array, publicKey: KeyObject, contentType: string = OID.data): void {
   const alg = SIGNATURE_ALGORITHMS[signer.signatureAlgorithm]
   if (!alg) throw new CmsError(`unsupported signature algorithm ${signer.signatureAlgorithm}`)
+  const unusable = verificationKeyRefusal(publicKey)
+  if (unusable) throw new CmsError(`the signer certificate has ${unusable}`)
   if (alg.key !== publicKey.asymmetricKeyType) throw new CmsError(`signature algorithm does not match the ${publicKey.asymmetricKeyType} key`)
   const hash = alg.digest ?? signer.digest
   let signed: Uint8Array = content

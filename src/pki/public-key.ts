@@ -75,3 +75,25 @@ function positiveMinimal(node: Asn1Node): Uint8Array | undefined {
 function b64url(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('base64url')
 }
+
+/** RSA public exponents in use: 65537 almost everywhere, 3 and 17 in some old keys. */
+const STANDARD_RSA_EXPONENTS = new Set([3n, 17n, 65537n])
+/** Verifying with a larger modulus costs more than any device or CA key needs. */
+const MAX_RSA_MODULUS_BITS = 8192
+
+/**
+ * Why `key` must not be used to verify a signature from an untrusted party, or undefined when it may.
+ * An RSA verification costs time in proportion to the exponent's size: a certificate with a 3071-bit
+ * public exponent makes one check take ~20 ms, and a CMS full of them a CPU bomb (SECURITY.md row 24).
+ * Real keys use a small standard exponent.
+ */
+export function verificationKeyRefusal(key: KeyObject): string | undefined {
+  const details = key.asymmetricKeyDetails
+  if (key.asymmetricKeyType === 'rsa') {
+    if (details?.publicExponent === undefined || !STANDARD_RSA_EXPONENTS.has(details.publicExponent)) return 'an RSA key with a non-standard public exponent'
+    if ((details.modulusLength ?? 0) > MAX_RSA_MODULUS_BITS) return `an RSA key larger than ${MAX_RSA_MODULUS_BITS} bits`
+    return undefined
+  }
+  if (key.asymmetricKeyType === 'ec') return undefined
+  return `a ${key.asymmetricKeyType} key`
+}

@@ -21,7 +21,7 @@ export const RETRY_AFTER_SECONDS = 5
 /** Maps any thrown value to a status, a code and a message that is safe to show. */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof AppError) {
-    return { status: err.status, code: err.code, message: err.expose ? err.message : defaultMessage(err.status) }
+    return { status: err.status, code: err.code, message: err.publicMessage ?? (err.expose ? err.message : defaultMessage(err.status)) }
   }
   if (isDatabaseUnavailable(err)) {
     return { status: 503, code: 'service_unavailable', message: defaultMessage(503) }
@@ -93,9 +93,8 @@ export function errorHandler<H extends HttpError = HttpError>(options: ErrorHand
 export default fp(
   async (app: FastifyInstance) => {
     app.setErrorHandler(errorHandler({ send: sendJsonError }))
-    app.setNotFoundHandler((request, reply) => {
-      return sendJsonError(reply, { status: 404, code: 'not_found', message: `No route for ${request.method} ${request.url.split('?')[0]}` })
-    })
+    // The path is in the request's log line; the answer does not echo it (SECURITY.md row 29).
+    app.setNotFoundHandler((_request, reply) => sendJsonError(reply, { status: 404, code: 'not_found', message: 'No such endpoint' }))
   },
   { name: 'errors' },
 )

@@ -91,8 +91,8 @@ export const CHECKIN_CONTENT_TYPE = 'application/x-apple-aspen-mdm-checkin'
 export const COMMAND_CONTENT_TYPE = 'application/x-apple-aspen-mdm'
 
 export class CheckinFormatError extends BadRequestError {
-  constructor(message: string) {
-    super(message, { code: 'invalid_checkin' })
+  constructor(message: string, publicMessage?: string) {
+    super(message, { code: 'invalid_checkin', publicMessage })
   }
 }
 
@@ -115,7 +115,7 @@ export function parseCheckin(body: Uint8Array, limits?: PlistLimits): CheckinMes
   requireUserEnrollment(dict)
   const parsed = CheckinMessage.safeParse(dict)
   if (!parsed.success) {
-    if (!KNOWN_MESSAGE_TYPES.has(dict.MessageType)) throw new CheckinFormatError(`unknown MessageType ${JSON.stringify(dict.MessageType.slice(0, 64))}`)
+    if (!KNOWN_MESSAGE_TYPES.has(dict.MessageType)) throw new CheckinFormatError(`unknown MessageType ${JSON.stringify(dict.MessageType.slice(0, 64))}`, 'unknown MessageType')
     throw new CheckinFormatError(`${dict.MessageType}: ${describe(parsed.error)}`)
   }
   return parsed.data

@@ -9,7 +9,7 @@
  * (the certificate has no such enrollment: not authenticated, another EnrollmentID, checked out, another
  * user's token). A re-authentication is an answer, not an error: the route sends 401 with `headers`.
  */
-import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
+import { BadRequestError, NotFoundError } from '../errors.js'
 import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
 import { emptyDeclarationItemsResponse, emptyTokensResponse, parseDeclarativeEndpoint } from '../protocol/declarations.js'
 import { modelFamilyOfProduct } from '../protocol/discovery.js'
@@ -183,9 +183,9 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
           // "Get the device status": the server answers 204 No Content.
           return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'empty', status: 204 } }
         case 'declaration':
-          throw new NotFoundError(`no ${endpoint.type} declaration ${JSON.stringify(endpoint.identifier.slice(0, 64))}`)
+          throw new NotFoundError(`no ${endpoint.type} declaration ${JSON.stringify(endpoint.identifier.slice(0, 64))}`, { publicMessage: 'No such declaration' })
         case 'unknown':
-          throw new NotFoundError(`unknown declarative management endpoint ${JSON.stringify(request.message.Endpoint.slice(0, 64))}`)
+          throw new NotFoundError(`unknown declarative management endpoint ${JSON.stringify(request.message.Endpoint.slice(0, 64))}`, { publicMessage: 'No such declarative management endpoint' })
       }
     },
 
@@ -196,7 +196,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
     async getToken(request) {
       const { enrollment, decision } = await admit(request, request.now ?? new Date())
       if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
-      throw new BadRequestError(`GetToken for ${JSON.stringify(request.message.TokenServiceType.slice(0, 64))} is not supported`, { code: 'unsupported_token_service' })
+      throw new BadRequestError(`GetToken for ${JSON.stringify(request.message.TokenServiceType.slice(0, 64))} is not supported`, { code: 'unsupported_token_service', publicMessage: 'This TokenServiceType is not supported' })
     },
 
     /**
@@ -227,11 +227,11 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
    */
   async function admitUserChannel(tx: Tx, enrollment: MdmEnrollment, channel: string): Promise<void> {
     if (modelFamilyOfProduct(enrollment.productName ?? '') !== 'Mac') {
-      throw new BadRequestError(`enrollment ${enrollment.id} (${enrollment.productName ?? 'no ProductName'}) is not a Mac: user channels exist only on macOS`, { code: 'user_channel_not_allowed' })
+      throw new BadRequestError(`enrollment ${enrollment.id} (${enrollment.productName ?? 'no ProductName'}) is not a Mac: user channels exist only on macOS`, { code: 'user_channel_not_allowed', publicMessage: 'User channels exist only on macOS' })
     }
     if (await findChannel(tx, enrollment.id, channel)) return
     if ((await countUserChannels(tx, enrollment.id)) >= MAX_USER_CHANNELS) {
-      throw new ForbiddenError(`enrollment ${enrollment.id} has ${MAX_USER_CHANNELS} user channels already`, { code: 'too_many_user_channels' })
+      throw refuse(`enrollment ${enrollment.id} has ${MAX_USER_CHANNELS} user channels already`, 'too_many_user_channels')
     }
   }
 

@@ -2,13 +2,14 @@
  * The enroll endpoint's use case (PROTOCOL.md section 2): check who signed the request, then either
  * challenge the device to sign the user in (401) or issue the user's enrollment profile.
  */
+import { createHash, type X509Certificate } from 'node:crypto'
 import type { Config } from '../config/index.js'
 import { AppError, BadRequestError, ForbiddenError, NotFoundError, ServiceUnavailableError } from '../errors.js'
 import type { OidcClient } from '../identity/oidc.js'
-import { verifyDeviceSignature } from '../pki/apple-device.js'
+import { commonName, verifyDeviceSignature } from '../pki/apple-device.js'
 import { CmsError } from '../pki/cms.js'
 import { wwwAuthenticate, type SignInChallenge } from '../protocol/challenge.js'
-import { modelFamilyOfProduct } from '../protocol/discovery.js'
+import { modelFamilyOfProduct, USER_ENROLLMENT_FAMILIES, type ModelFamily } from '../protocol/discovery.js'
 import { parseEnrollRequest, type DeviceAttributes } from '../protocol/enroll-request.js'
 import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
@@ -27,11 +28,30 @@ export interface EnrollmentDeps {
   oidc: OidcClient | null
 }
 
+/**
+ * The families whose enroll signature chain is established: the recorded iPhone capture, and iPads, which
+ * public MDM servers verify against the same "Apple iPhone Device CA" (fleetdm/fleet's ADE captures).
+ * For Macs and Apple Vision Pro the evidence is indirect (the same CA in Mac DEP requests, nothing for
+ * visionOS): see the README, "Who signed the enroll request".
+ */
+export const APPLE_CHAIN_FAMILIES: readonly ModelFamily[] = ['iPhone', 'iPad']
+const UNPINNED_FAMILIES: readonly string[] = USER_ENROLLMENT_FAMILIES.filter((f) => !APPLE_CHAIN_FAMILIES.includes(f))
+
 /** What the device's signature and plist said; the route logs it. */
 export interface DeviceCheck extends DeviceAttributes {
-  /** The pinned Apple key the signer chains to; undefined when it does not (only in log mode). */
+  /** The family PRODUCT names, when it names one. */
+  family?: string
+  /** The pinned Apple key the signer chains to; undefined when it does not. */
   anchor?: string
   untrustedReason?: string
+  /** The chain as sent, when it is not trusted: subject, issuer and key fingerprint of each, for pinning. */
+  chainSeen?: string[]
+}
+
+/** `CN (issuer CN, SPKI sha256:...)`: enough to recognise and pin a CA from a log line. */
+function describeCertificate(cert: X509Certificate): string {
+  const spki = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('hex')
+  return `${commonName(cert)} (issuer ${commonName(cert, 'issuer')}, SPKI sha256:${spki})`
 }
 
 export type EnrollOutcome =
@@ -93,24 +113,41 @@ export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService
     return team
   }
 
+  /**
+   * Who signed the enroll request, and whether that is enough for this server (ENROLL_DEVICE_SIGNATURE).
+   * The signature over the content is verified in every mode. Apple's chain is required in strict mode
+   * for the families where it is known (APPLE_CHAIN_FAMILIES); for a Mac or an Apple Vision Pro, whose
+   * chain no capture has shown yet, an unknown chain is accepted with a warning naming it, so that the
+   * first real device tells an administrator what to pin rather than being locked out on a guess.
+   */
   function checkDevice(body: Buffer): DeviceCheck {
     let signature
     try {
       signature = verifyDeviceSignature(body)
     } catch (err) {
-      if (err instanceof CmsError) throw new BadRequestError(`The enroll request is not a signed device request: ${err.message}`, { code: 'invalid_enroll_request', cause: err })
+      if (err instanceof CmsError) {
+        throw new BadRequestError(`The enroll request is not a signed device request: ${err.message}`, {
+          code: 'invalid_enroll_request',
+          cause: err,
+          publicMessage: 'The enroll request is not a signed device request',
+        })
+      }
       throw err
     }
-    if (signature.untrustedReason && config.enrollment.deviceSignature === 'strict') {
-      throw new ForbiddenError(`The enroll request is not signed by an Apple device: ${signature.untrustedReason}`, { code: 'untrusted_device' })
-    }
     const attributes = parseEnrollRequest(signature.content)
-    // Discovery refuses disabled families, but a device can be pointed at the enroll URL directly.
     const family = attributes.product ? modelFamilyOfProduct(attributes.product) : undefined
+    const chainSeen = signature.chain.map(describeCertificate)
+    if (signature.untrustedReason && config.enrollment.deviceSignature === 'strict' && !(family && UNPINNED_FAMILIES.includes(family))) {
+      throw new ForbiddenError(`The enroll request is not signed by an Apple device: ${signature.untrustedReason}`, {
+        code: 'untrusted_device',
+        publicMessage: 'The enroll request is not signed by an Apple device',
+      })
+    }
+    // Discovery refuses disabled families, but a device can be pointed at the enroll URL directly.
     if (family && !(config.enrollment.modelFamilies as string[]).includes(family)) {
       throw new ForbiddenError(`Enrolling ${family} devices is not allowed on this server`, { code: 'model_family_not_allowed' })
     }
-    return { ...attributes, anchor: signature.anchor, untrustedReason: signature.untrustedReason }
+    return { ...attributes, family, anchor: signature.anchor, untrustedReason: signature.untrustedReason, chainSeen: signature.untrustedReason ? chainSeen : undefined }
   }
 
   return {

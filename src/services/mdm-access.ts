@@ -43,7 +43,22 @@ export type MdmAnswer =
   /** UserAuthenticate: the server does not manage that user (HTTP 410). */
   | { kind: 'gone'; enrollment: string }
 
-export const refuse = (message: string, code = 'enrollment_mismatch') => new ForbiddenError(message, { code })
+/**
+ * What a device is told when its request does not fit its enrollment; the log line gets the full reason
+ * with the row ids (SECURITY.md row 29).
+ */
+const REFUSALS: Record<string, string> = {
+  not_authenticated: 'This identity has not sent Authenticate',
+  enrollment_mismatch: 'The message names another enrollment than the one of this identity',
+  checked_out: 'This enrollment is checked out',
+  certificate_bound: 'This identity belongs to an enrollment with another EnrollmentID',
+  enrollment_id_taken: 'This EnrollmentID belongs to another identity',
+  not_active: 'This channel has not sent TokenUpdate',
+  too_many_user_channels: 'This enrollment has as many user channels as it may',
+}
+
+export const refuse = (message: string, code = 'enrollment_mismatch') =>
+  new ForbiddenError(message, { code, publicMessage: REFUSALS[code] ?? 'This request does not fit the enrollment of this identity' })
 
 /** The log note of a request on hold (no token, and the sign-in behind the enrollment no longer stands). */
 export function holdNote(decision: BearerDecision): string | undefined {

@@ -42,6 +42,21 @@ describe('errors', () => {
     expect(res.json()).toMatchObject({ error: 'not_found' })
   })
 
+  it('does not echo the path of a refused URL: unknown, too long, malformed (SECURITY.md row 29)', async () => {
+    const { app } = await testApp()
+    const marker = 'ECHO-MARKER'
+    for (const [method, url, status] of [
+      ['GET', `/nothing/${marker}`, 404],
+      ['GET', `/mdm/sso/${marker}${'A'.repeat(300)}`, 414],
+      ['POST', `/api/mdm/apple/enroll/${marker}${'C'.repeat(300)}`, 414],
+    ] as const) {
+      const res = await app.inject({ method, url })
+      expect(res.statusCode, url).toBe(status)
+      expect(res.headers['content-type']).toMatch(/^application\/json/)
+      expect(res.body).not.toContain(marker)
+    }
+  })
+
   it('refuses compressed bodies with 415 and oversized bodies with 413', async () => {
     const { app } = await testApp()
     app.post('/test-echo', async (req) => ({ size: JSON.stringify(req.body).length }))

@@ -20,8 +20,14 @@ export default async function enrollRoute(app: FastifyInstance) {
       body: rawBody(request.body),
       authorization: request.headers.authorization,
     })
-    const { untrustedReason, ...device } = outcome.device
-    if (untrustedReason) request.log.warn({ device, untrustedReason }, 'enroll request not signed by an Apple device (ENROLL_DEVICE_SIGNATURE=log: accepted)')
+    const { untrustedReason, chainSeen, ...device } = outcome.device
+    if (untrustedReason) {
+      const why =
+        app.config.enrollment.deviceSignature === 'log'
+          ? 'ENROLL_DEVICE_SIGNATURE=log'
+          : `Apple's chain for ${device.family} is not pinned yet: please report the chain below so it can be`
+      request.log.warn({ device, untrustedReason, chainSeen }, `enroll request not signed by a known Apple device chain; accepted (${why})`)
+    }
 
     if (outcome.kind === 'challenge') {
       request.log.info({ device, reason: outcome.reason }, 'enroll: sign-in required')

@@ -291,10 +291,10 @@ describe('hostile and broken bodies', () => {
 })
 
 describe('device signature policy', () => {
-  async function selfSignedBody() {
+  async function selfSignedBody(product = 'iPhone12,1', cn = 'Laptop pretending to be an iPhone') {
     const keys = await generateRsaKeyPair()
-    const certificate = await createSelfSigned({ subject: [['CN', 'Laptop pretending to be an iPhone']], keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
-    const content = '<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>PRODUCT</key><string>iPhone12,1</string></dict></plist>'
+    const certificate = await createSelfSigned({ subject: [['CN', cn]], keys, notBefore: new Date(), notAfter: new Date(Date.now() + 86400_000), keyUsage: ['digitalSignature'] })
+    const content = `<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>PRODUCT</key><string>${product}</string></dict></plist>`
     return signCms({ content: Buffer.from(content), certificate, privateKey: keys.privateKey, digest: 'sha1' })
   }
 
@@ -304,9 +304,32 @@ describe('device signature policy', () => {
     const res = await postEnroll(t.app, { token, body: await selfSignedBody() })
     expect(res.statusCode).toBe(403)
     expect(res.json()).toMatchObject({ error: 'untrusted_device' })
+    // The chain's names are the sender's words: logged, not echoed (SECURITY.md row 29).
+    expect(res.body).not.toContain('Laptop pretending')
     expect(await writtenRows(t.app)).toEqual(before)
     const line = t.logs().findLast((l) => l.msg === 'request rejected')
     expect(JSON.stringify(line)).toContain('Laptop pretending to be an iPhone')
+  })
+
+  it('strict: an iPad body with an unknown chain is refused like an iPhone one (the same Apple device CA is pinned)', async () => {
+    const res = await postEnroll(t.app, { body: await selfSignedBody('iPad13,4') })
+    expect(res.statusCode).toBe(403)
+    expect(res.json()).toMatchObject({ error: 'untrusted_device' })
+  })
+
+  it.each([
+    ['a Mac', 'MacBookPro18,3', 'Mac'],
+    ['an Apple Vision Pro', 'RealityDevice14,1', 'RealityDevice'],
+  ])('strict: %s with a chain that is not pinned is accepted with a warning naming the chain to pin', async (_what, product, family) => {
+    const { token } = await signIn(t.app)
+    const challenge = await postEnroll(t.app, { body: await selfSignedBody(product, `Unknown ${family} CA`) })
+    expect(challenge.statusCode).toBe(401)
+    const res = await postEnroll(t.app, { token, body: await selfSignedBody(product, `Unknown ${family} CA`) })
+    expect(res.statusCode).toBe(200)
+    const warning = t.logs().findLast((l) => l.level === 40 && String(l.msg).startsWith('enroll request not signed by a known Apple device chain'))
+    expect(String(warning?.msg)).toContain(`Apple's chain for ${family} is not pinned yet`)
+    expect((warning?.device as { family?: string }).family).toBe(family)
+    expect((warning?.chainSeen as string[])[0]).toMatch(new RegExp(`^Unknown ${family} CA \\(issuer Unknown ${family} CA, SPKI sha256:[0-9a-f]{64}\\)$`))
   })
 
   it('log: accepts it, warns with the reason, and MANAGED_APPLE_ID_SOURCE=user-identifier uses what was typed', async () => {
@@ -316,7 +339,8 @@ describe('device signature policy', () => {
       const res = await postEnroll(logMode.app, { token, body: await selfSignedBody() })
       expect(res.statusCode).toBe(200)
       expect(payloadOf(verifyProfile(logMode.app, res.rawPayload), 'com.apple.mdm').AssignedManagedAppleID).toBe('dave@appleid.example.com')
-      const warning = logMode.logs().find((l) => l.level === 40 && String(l.msg).startsWith('enroll request not signed by an Apple device'))
+      const warning = logMode.logs().find((l) => l.level === 40 && String(l.msg).startsWith('enroll request not signed by a known Apple device chain'))
+      expect(String(warning?.msg)).toContain('ENROLL_DEVICE_SIGNATURE=log')
       expect(warning?.untrustedReason).toMatch(/Laptop pretending to be an iPhone/)
 
       // Nothing typed: no account to assign.

@@ -30,6 +30,8 @@ async function refused(send: () => Promise<{ statusCode: number; body: string; h
   const res = await send()
   expect(res.statusCode, res.body).toBe(status)
   expect(res.headers['www-authenticate']).toBeUndefined()
+  // A code and a generic message: no row id or EnrollmentID goes back (SECURITY.md row 29); the log has them.
+  expect(res.body).not.toMatch(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i)
   expect(await checkinRows(t.app)).toEqual(before)
   const logged = t.logLines.slice(lines).map((l) => JSON.parse(l) as { reason?: { message?: string } })
   expect(logged.map((l) => l.reason?.message ?? '').join('\n')).toMatch(reason)
