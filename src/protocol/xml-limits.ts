@@ -58,9 +58,30 @@ export interface XmlShape {
 }
 
 // XML 1.0 Name (fifth edition) without the astral planes, a little narrower than the parser's; a name
-// outside it is refused rather than guessed at. `y`: matched only where lastIndex points.
-const NAME =
-  /[:A-Z_a-z\xC0-\xD6\xD8-\xF6\xF8-\u02FF\u0370-\u037D\u037F-\u1FFF\u200C\u200D\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD][-.0-9:A-Z_a-z\xB7\xC0-\xD6\xD8-\xF6\xF8-\u037D\u037F-\u1FFF\u200C\u200D\u203F\u2040\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD]*/y
+// outside it is refused rather than guessed at. ASCII goes through a table (names are nearly always
+// ASCII and this runs once per tag), anything else through these one-character tests.
+const NAME_START_CHAR = /[:A-Z_a-z\xC0-\xD6\xD8-\xF6\xF8-\u02FF\u0370-\u037D\u037F-\u1FFF\u200C\u200D\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD]/
+const NAME_CHAR = /[-.0-9:A-Z_a-z\xB7\xC0-\xD6\xD8-\xF6\xF8-\u037D\u037F-\u1FFF\u200C\u200D\u203F\u2040\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD]/
+const START = 1
+const PART = 2
+const ASCII_NAME = new Uint8Array(128)
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c)
+  ASCII_NAME[c] = NAME_START_CHAR.test(ch) ? START | PART : NAME_CHAR.test(ch) ? PART : 0
+}
+
+/** The end of the XML Name starting at `p`, or `p` when there is none. */
+function nameEnd(xml: string, p: number): number {
+  const first = xml.charCodeAt(p) // NaN past the end: no name
+  if (first < 128 ? !(ASCII_NAME[first]! & START) : !(first >= 128 && NAME_START_CHAR.test(xml[p]!))) return p
+  let q = p + 1
+  for (;;) {
+    const c = xml.charCodeAt(q)
+    if (c < 128 ? !(ASCII_NAME[c]! & PART) : !(c >= 128 && NAME_CHAR.test(xml[q]!))) return q
+    q++
+  }
+}
+
 const XML_DECLARATION_START = /<\?xml[ \t\r\n?]/y
 
 const LT = 0x3c
@@ -69,6 +90,7 @@ const SLASH = 0x2f
 const BANG = 0x21
 const QUESTION = 0x3f
 const EQUALS = 0x3d
+const COLON = 0x3a
 const DQUOTE = 0x22
 const SQUOTE = 0x27
 
@@ -89,7 +111,10 @@ function malformed(what: string, at: number): XmlScanError {
 export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy): XmlShape {
   const doctype = policy.doctype && new RegExp(policy.doctype.source, 'y')
   const start = xml.charCodeAt(0) === 0xfeff ? 1 : 0
-  const open: string[] = []
+  // Open elements, as where their names start and end in `xml`: no string per element, and a typed
+  // array that pop does not shrink (a JavaScript array reallocates as it grows and shrinks).
+  let names = new Int32Array(128)
+  let depth = 0
   const shape: XmlShape = { depth: 0, elements: 0, attributes: 0, namespaceDeclarations: 0 }
   let rootSeen = false
   let doctypeSeen = false
@@ -99,7 +124,7 @@ export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy)
 
   for (;;) {
     const lt = nextLt >= pos ? nextLt : xml.indexOf('<', pos)
-    if (open.length === 0) {
+    if (depth === 0) {
       // Outside the root element only white space may stand between markup.
       const end = lt < 0 ? xml.length : lt
       for (let i = pos; i < end; i++) if (!isSpace(xml.charCodeAt(i))) throw malformed('text outside the root element', i)
@@ -108,13 +133,18 @@ export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy)
     const c = xml.charCodeAt(lt + 1)
 
     if (c === SLASH) {
-      NAME.lastIndex = lt + 2
-      const name = NAME.exec(xml)?.[0]
-      if (!name) throw malformed('end tag without a name', lt)
-      let p = lt + 2 + name.length
+      if (depth === 0) throw malformed('end tag without a start tag', lt)
+      depth--
+      const nameStart = names[2 * depth]!
+      const nameStop = names[2 * depth + 1]!
+      // The name must be the open element's, whole (not a prefix of a longer name).
+      if (nameEnd(xml, lt + 2) !== lt + 2 + nameStop - nameStart) throw malformed('end tag does not match the open element', lt)
+      for (let i = nameStart, j = lt + 2; i < nameStop; i++, j++) {
+        if (xml.charCodeAt(i) !== xml.charCodeAt(j)) throw malformed('end tag does not match the open element', lt)
+      }
+      let p = lt + 2 + nameStop - nameStart
       while (isSpace(xml.charCodeAt(p))) p++
       if (xml.charCodeAt(p) !== GT) throw malformed('unterminated end tag', lt)
-      if (open.pop() !== name) throw malformed('end tag does not match the open element', lt)
       pos = p + 1
     } else if (c === BANG) {
       if (xml.startsWith('<!--', lt)) {
@@ -124,7 +154,7 @@ export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy)
         if (dashes < 0 || xml.charCodeAt(dashes + 2) !== GT) throw malformed('comment', lt)
         pos = dashes + 3
       } else if (xml.startsWith('<![CDATA[', lt)) {
-        if (open.length === 0) throw malformed('CDATA outside the root element', lt)
+        if (depth === 0) throw malformed('CDATA outside the root element', lt)
         const end = xml.indexOf(']]>', lt + 9)
         if (end < 0) throw malformed('unterminated CDATA section', lt)
         pos = end + 3
@@ -149,26 +179,31 @@ export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy)
     } else {
       // A start tag. It cannot contain '<' (not even in attribute values), so it ends before the next
       // one: every step below stays within the tag, and the main loop reuses `nextLt`.
-      NAME.lastIndex = lt + 1
-      const name = NAME.exec(xml)?.[0]
-      if (!name) throw malformed('tag without a name', lt)
-      if (rootSeen && open.length === 0) throw malformed('second root element', lt)
+      const nameStop = nameEnd(xml, lt + 1)
+      if (nameStop === lt + 1) throw malformed('tag without a name', lt)
+      if (rootSeen && depth === 0) throw malformed('second root element', lt)
       rootSeen = true
-      const depth = open.length + 1
-      if (depth > limits.maxDepth) throw new XmlScanError('depth', `XML nested deeper than ${limits.maxDepth}`)
-      if (depth > shape.depth) shape.depth = depth
+      if (depth + 1 > limits.maxDepth) throw new XmlScanError('depth', `XML nested deeper than ${limits.maxDepth}`)
+      if (depth + 1 > shape.depth) shape.depth = depth + 1
       if (++shape.elements > limits.maxElements) throw new XmlScanError('limit', `XML has more than ${limits.maxElements} elements`)
       nextLt = xml.indexOf('<', lt + 1)
       const tagEnd = nextLt < 0 ? xml.length : nextLt
       let attributes = 0
       let namespaces = 0
-      let p = lt + 1 + name.length
+      let p = nameStop
       for (;;) {
         const spaceFrom = p
         while (isSpace(xml.charCodeAt(p))) p++
         const ch = xml.charCodeAt(p)
         if (ch === GT) {
-          open.push(name)
+          if (2 * depth + 2 > names.length) {
+            const grown = new Int32Array(2 * names.length)
+            grown.set(names)
+            names = grown
+          }
+          names[2 * depth] = lt + 1
+          names[2 * depth + 1] = nameStop
+          depth++
           pos = p + 1
           break
         }
@@ -178,10 +213,11 @@ export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy)
           break
         }
         if (p === spaceFrom) throw malformed('attribute not preceded by white space', p)
-        NAME.lastIndex = p
-        const attribute = NAME.exec(xml)?.[0]
-        if (!attribute) throw malformed('attribute without a name', p)
-        p += attribute.length
+        const attribute = p
+        p = nameEnd(xml, p)
+        if (p === attribute) throw malformed('attribute without a name', p)
+        // xmlns or xmlns:prefix
+        const declaresNamespace = xml.startsWith('xmlns', attribute) && (p === attribute + 5 || xml.charCodeAt(attribute + 5) === COLON)
         while (isSpace(xml.charCodeAt(p))) p++
         if (xml.charCodeAt(p) !== EQUALS) throw malformed("attribute without '='", p)
         p++
@@ -195,7 +231,7 @@ export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy)
           throw new XmlScanError('limit', `an XML element has more than ${limits.maxAttributesPerElement} attributes`)
         }
         if (++shape.attributes > limits.maxAttributes) throw new XmlScanError('limit', `XML has more than ${limits.maxAttributes} attributes`)
-        if (attribute === 'xmlns' || attribute.startsWith('xmlns:')) {
+        if (declaresNamespace) {
           if (++namespaces > limits.maxNamespaceDeclarationsPerElement) {
             throw new XmlScanError('limit', `an XML element declares more than ${limits.maxNamespaceDeclarationsPerElement} namespaces`)
           }
@@ -206,7 +242,7 @@ export function scanXml(xml: string, limits: XmlLimits, policy: XmlMarkupPolicy)
       }
     }
   }
-  if (open.length) throw malformed('unclosed element', xml.length)
+  if (depth) throw malformed('unclosed element', xml.length)
   if (!rootSeen) throw malformed('no root element', xml.length)
   return shape
 }
