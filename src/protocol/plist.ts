@@ -6,16 +6,18 @@
  * formats (its binary parser has no depth limit), keeps the last of duplicate keys, reads "12abc" as 12,
  * turns unknown elements into undefined and logs parse errors to stderr (SECURITY.md, "plist 5.x").
  *
- * Before the XML parser runs, a pre-scan refuses: anything not starting with `<?xml` or `<plist`; any
- * DOCTYPE other than Apple's public one, entity declarations and processing instructions. After it,
- * nesting deeper than `maxDepth` is refused on the parsed tree (before our recursive walker runs). The
- * walker refuses control characters, duplicate keys, `__proto__`/`constructor`/`prototype` keys,
- * integers that do not fit a JavaScript number, malformed data/date/real values and unknown elements.
+ * Before the XML parser runs, anything not starting with `<?xml` or `<plist` is refused, then `scanXml`
+ * (xml-limits.ts) reads the text once, in linear time, and refuses: any DOCTYPE other than Apple's
+ * public one, entity declarations and processing instructions; nesting deeper than `maxDepth`; more
+ * elements, attributes or namespace declarations than PLIST_XML_LIMITS allows (shapes on which the XML
+ * parser is slow or memory-hungry). The walker refuses control characters, duplicate keys,
+ * `__proto__`/`constructor`/`prototype` keys, integers that do not fit a JavaScript number, malformed
+ * data/date/real values and unknown elements.
  */
 import { DOMParser, type Element, type Node as XmlNode } from '@xmldom/xmldom'
 import { build as buildXml, type PlistValue } from 'plist'
 import { BadRequestError } from '../errors.js'
-import { elementDepthExceeds, XML_ILLEGAL_CHARACTERS } from './xml-limits.js'
+import { elementDepthExceeds, parserMessage, scanXml, XML_ILLEGAL_CHARACTERS, XmlScanError, type XmlLimits } from './xml-limits.js'
 
 export type { PlistValue }
 export type PlistDict = { [key: string]: PlistValue }
@@ -33,26 +35,40 @@ export interface PlistLimits {
 
 const DEFAULTS = { maxBytes: 1024 * 1024, maxDepth: 32 }
 
-const APPLE_DOCTYPE = /^<!DOCTYPE\s+plist\s+PUBLIC\s+"-\/\/Apple\/\/DTD PLIST 1\.0\/\/EN"\s+"http:\/\/www\.apple\.com\/DTDs\/PropertyList-1\.0\.dtd"\s*>$/
+/**
+ * Bounds on a plist's XML besides size and depth. A 1 MiB body holds at most ~260k elements (`<a/>`);
+ * plists devices send are ~11 bytes per element (InstalledApplicationList, ProfileList: thousands of
+ * dicts), so ~95k elements per MiB; 200k leaves twice that. The plist DTD has one attribute (`version`
+ * on <plist>) and no namespaces: the attribute and namespace bounds are far above anything a device
+ * sends and keep the parser off the shapes where it is slow (namespace maps grow per nested
+ * declaration; Attr nodes cost about as much memory as elements).
+ */
+export const PLIST_XML_LIMITS: Omit<XmlLimits, 'maxDepth'> = {
+  maxElements: 200_000,
+  maxAttributesPerElement: 16,
+  maxAttributes: 10_000,
+  maxNamespaceDeclarationsPerElement: 4,
+  maxNamespaceDeclarations: 16,
+}
+
+// Matched whole from `<!DOCTYPE` by scanXml (no anchors). XML white space only.
+const APPLE_DOCTYPE = /<!DOCTYPE[ \t\r\n]+plist[ \t\r\n]+PUBLIC[ \t\r\n]+"-\/\/Apple\/\/DTD PLIST 1\.0\/\/EN"[ \t\r\n]+"http:\/\/www\.apple\.com\/DTDs\/PropertyList-1\.0\.dtd"[ \t\r\n]*>/
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
 
 /** Checks the raw XML text; throws PlistError for anything the XML parser must not see. */
-function prescan(xml: string): void {
+function prescan(xml: string, maxDepth: number): void {
   const body = xml.replace(/^\uFEFF?\s*/, '')
   if (!body.startsWith('<?xml') && !body.startsWith('<plist')) {
     throw new PlistError(body.startsWith('bplist') ? 'binary plists are not accepted' : 'body is not an XML property list')
   }
-  // Markup declarations and processing instructions: only the XML declaration, comments, CDATA and
-  // Apple's DOCTYPE are allowed.
-  for (const m of body.matchAll(/<[!?][^>]*>?/g)) {
-    const tag = m[0]
-    if (tag.startsWith('<?xml ') || tag === '<?xml?>') continue
-    if (tag.startsWith('<!--') || tag.startsWith('<![CDATA[')) continue
-    if (/^<!DOCTYPE/i.test(tag)) {
-      if (APPLE_DOCTYPE.test(tag)) continue
-      throw new PlistError('DOCTYPE declarations other than the Apple plist DOCTYPE are not accepted')
-    }
-    throw new PlistError('XML declarations, entities and processing instructions are not accepted')
+  try {
+    // <plist> itself is one level; maxDepth counts the dict/array levels below it plus the leaf.
+    scanXml(xml, { ...PLIST_XML_LIMITS, maxDepth: maxDepth + 1 }, { comments: true, doctype: APPLE_DOCTYPE })
+  } catch (err) {
+    if (!(err instanceof XmlScanError)) throw err
+    if (err.reason === 'depth') throw new PlistError(`plist nested deeper than ${maxDepth}`)
+    if (err.reason === 'doctype') throw new PlistError('DOCTYPE declarations other than the Apple plist DOCTYPE are not accepted')
+    throw new PlistError(err.message)
   }
 }
 
@@ -72,12 +88,12 @@ export function parsePlist(input: Uint8Array | string, limits: PlistLimits = {})
       throw new PlistError('plist is not valid UTF-8')
     }
   }
-  prescan(xml)
+  prescan(xml, maxDepth)
   let root: Element | null
   try {
     const doc = new DOMParser({
       onError: (level: string, message: string) => {
-        throw new PlistError(`malformed XML (${level}): ${String(message).split('\n')[0]}`)
+        throw new PlistError(`malformed XML (${level}): ${parserMessage(message)}`)
       },
     }).parseFromString(xml, 'text/xml')
     root = doc.documentElement
@@ -85,10 +101,10 @@ export function parsePlist(input: Uint8Array | string, limits: PlistLimits = {})
     if (err instanceof PlistError) throw err
     const inner = (err as { cause?: unknown }).cause
     if (inner instanceof PlistError) throw inner
-    throw new PlistError(`malformed XML: ${(err as Error).message.split('\n')[0]}`, { cause: err })
+    throw new PlistError(`malformed XML: ${parserMessage((err as Error).message)}`, { cause: err })
   }
   if (!root || root.nodeName !== 'plist') throw new PlistError('the root element is not <plist>')
-  // <plist> itself is one level; maxDepth counts the dict/array levels below it plus the leaf.
+  // Already refused by the scan; kept as a cheap check on the tree the parser built (see xml-limits.ts).
   if (elementDepthExceeds(root, maxDepth + 1)) throw new PlistError(`plist nested deeper than ${maxDepth}`)
   const items = elementChildren(root)
   if (items.length !== 1) throw new PlistError('<plist> must contain exactly one value')

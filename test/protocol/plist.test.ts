@@ -2,6 +2,17 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { buildPlist, parsePlist, parsePlistDict, PlistError } from '../../src/protocol/plist.js'
 import { fixtureBytes } from '../helpers/fixtures.js'
+import {
+  attributedElements,
+  attributeHeavy,
+  fastestOfEach,
+  fill,
+  hiddenDepth,
+  namespaceDeclarations,
+  namespacePerLevel,
+  ordinaryDicts,
+  wideElements,
+} from '../helpers/hostile-xml.js'
 
 const wrap = (inner: string) =>
   `<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">\n<plist version="1.0">${inner}</plist>`
@@ -74,5 +85,72 @@ describe('parsePlist', () => {
       }),
       { numRuns: 3000 },
     )
+  })
+})
+
+describe('parsePlist on hostile shapes of 1 MiB (SECURITY.md row 25)', () => {
+  // The normal case: a 1 MiB plist of ordinary dicts, parsed in full in the same test.
+  const MAX = 1024 * 1024
+  const body = (inner: (bytes: number) => string) => {
+    const xml = wrap(inner(MAX - wrap('').length))
+    expect(Buffer.byteLength(xml)).toBeLessThanOrEqual(MAX)
+    expect(Buffer.byteLength(xml)).toBeGreaterThan(0.9 * MAX)
+    return xml
+  }
+  const normal = body((n) => ordinaryDicts(n))
+
+  /** Parses, returning the PlistError (or undefined); anything else is a failure. */
+  const attempt = (xml: string): PlistError | undefined => {
+    try {
+      parsePlist(xml)
+      return undefined
+    } catch (err) {
+      if (err instanceof PlistError) return err
+      throw err
+    }
+  }
+
+  const refused: [string, (bytes: number) => string, RegExp][] = [
+    ['a new namespace prefix per nesting level', (n) => namespacePerLevel(n), /namespaces|nested deeper/],
+    ['a new namespace per level on unprefixed elements', (n) => namespacePerLevel(n, { prefixed: false }), /namespaces|nested deeper/],
+    ['depth hidden in quotes, comments and CDATA', (n) => hiddenDepth(n), /nested deeper than 32/],
+    ['260k sibling elements', (n) => `<array>${wideElements(n - 20)}</array>`, /more than 200000 elements/],
+    ['100k attributes on one element', (n) => attributeHeavy(n, 'dict'), /element has more than 16 attributes/],
+    ['40k namespace declarations on one element', (n) => namespaceDeclarations(n, 'dict'), /element declares more than 4 namespaces/],
+    ['elements with a few attributes each', (n) => `<array>${attributedElements(n - 20)}</array>`, /more than 10000 attributes/],
+  ]
+  it.each(refused)('refuses %s with a PlistError, in at most 5x the time of the normal plist', async (_name, shape, message) => {
+    const xml = body(shape)
+    expect(attempt(xml)?.message).toMatch(message)
+    const [reference, took] = await fastestOfEach(
+      2,
+      () => expect(attempt(normal)).toBeUndefined(),
+      () => attempt(xml),
+    )
+    expect(took, `${took.toFixed(0)} ms, normal ${reference.toFixed(0)} ms`).toBeLessThanOrEqual(5 * reference)
+    expect(took).toBeLessThan(2000)
+  })
+
+  // Within the limits, these reach the parser: it must be linear on them too.
+  const SIXTEEN = `<true${Array.from({ length: 16 }, (_v, i) => ` a${i}="1"`).join('')}/>`
+  const parsed: [string, (bytes: number) => string][] = [
+    ['150k sibling elements', (n) => `<array>${wideElements(n - 20, '<true/>')}</array>`],
+    ['nesting at the depth limit, repeated', (n) => `<array>${fill('<array>'.repeat(31) + '</array>'.repeat(31), n - 20)}</array>`],
+    ['a long text of entity references', (n) => `<string>${fill('&amp;', n - 20)}</string>`],
+    ['a long text of character references', (n) => `<string>${fill('&#65;', n - 20)}</string>`],
+    ['a long attribute value', (n) => `<string a="${fill('&amp;', n - 30)}">x</string>`],
+    ['many comments holding markup', (n) => `<array>${fill('<!-- <a b="/>"> -->', n - 20)}</array>`],
+    ['many CDATA sections holding markup', (n) => `<string>${fill('<![CDATA[<a>]]>', n - 20)}</string>`],
+    ['16 attributes on each of 600 elements', (n) => `<array>${fill(SIXTEEN, 600 * SIXTEEN.length)}${wideElements(n - 600 * SIXTEEN.length - 20, '<true/>')}</array>`],
+  ]
+  it.each(parsed)('parses %s in at most 5x the time of the normal plist', async (_name, shape) => {
+    const xml = body(shape)
+    const [reference, took] = await fastestOfEach(
+      2,
+      () => attempt(normal),
+      () => expect(attempt(xml)).toBeUndefined(),
+    )
+    expect(took, `${took.toFixed(0)} ms, normal ${reference.toFixed(0)} ms`).toBeLessThanOrEqual(5 * reference)
+    expect(took).toBeLessThan(5000)
   })
 })

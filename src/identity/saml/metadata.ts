@@ -5,7 +5,7 @@
  * Pure: the caller reads the file.
  */
 import { X509Certificate } from 'node:crypto'
-import { attr, children, descendants, NS, parseStrictXml, textOf } from './xml.js'
+import { attr, children, descendants, NS, parseStrictXml, SAML_METADATA_XML_LIMITS, textOf } from './xml.js'
 
 export const HTTP_REDIRECT_BINDING = 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect'
 
@@ -26,7 +26,7 @@ export class MetadataError extends Error {
 export function parseIdpMetadata(xml: string): IdpSettings {
   let doc
   try {
-    doc = parseStrictXml(xml)
+    doc = parseStrictXml(xml, SAML_METADATA_XML_LIMITS)
   } catch (err) {
     throw new MetadataError(`is not readable SAML metadata: ${(err as Error).message}`)
   }

@@ -10,6 +10,7 @@ import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, type TestApp } from '../../helpers/app.js'
 import { activeDevice, checkinRows, COMMAND, type Device } from '../../helpers/device.js'
+import { fastestOfEach, namespacePerLevel, ordinaryDicts, timed } from '../../helpers/hostile-xml.js'
 
 let t: TestApp
 let device: Device
@@ -137,6 +138,63 @@ describe('row 5: deep nesting', () => {
 
   it('a control character (&#0;) in a string is refused before it reaches the database', async () => {
     await rejected(dict(`${str('MessageType', 'Authenticate')}${str('EnrollmentID', device.enrollmentId)}${str('Topic', 'com.apple.mgmt.x')}<key>ProductName</key><string>X&#0;Y</string>`), 400, /control character/)
+    expect((await device.idle()).statusCode).toBe(200)
+  })
+})
+
+describe('row 25: XML shapes the parser is slow on', () => {
+  const SIZE = 1_000_000
+
+  /**
+   * `work` while /healthz is asked again and again: the worst time /healthz took meanwhile, counted from
+   * a timer that fires when the event loop is free (a blocked loop delays it) to the answer.
+   */
+  async function withHealthProbe<T>(work: Promise<T>): Promise<{ result: T; worstHealthz: number; probes: number }> {
+    let done = false
+    let worstHealthz = 0
+    let probes = 0
+    const probe = (async () => {
+      do {
+        const start = performance.now()
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        expect((await t.app.inject('/healthz')).statusCode).toBe(200)
+        worstHealthz = Math.max(worstHealthz, performance.now() - start)
+        probes++
+      } while (!done)
+    })()
+    const result = await work
+    done = true
+    await probe
+    return { result, worstHealthz, probes }
+  }
+
+  it('a 1 MB check-in body nesting a new namespace per level is refused 400 in at most 5x the time of a normal 1 MB Idle, /healthz answered meanwhile', async () => {
+    // The normal request of the same size: the recorded Idle report carrying a long list of dicts.
+    const idle = device.body('idle').toString('utf8')
+    const padding = (bytes: number) => `<key>InstalledApplicationList</key>${ordinaryDicts(bytes)}</dict>`
+    const normal = idle.replace(/<\/dict>\s*<\/plist>\s*$/, `${padding(SIZE - idle.length - 60)}</plist>`)
+    const bomb = plist(namespacePerLevel(SIZE - plist('').length))
+    for (const body of [normal, bomb]) {
+      expect(Buffer.byteLength(body)).toBeLessThanOrEqual(SIZE)
+      expect(Buffer.byteLength(body)).toBeGreaterThan(0.95 * SIZE)
+    }
+    expect((await device.put(normal, { contentType: COMMAND })).statusCode).toBe(200)
+    const refusal = await rejected(bomb, 400, /namespaces|nested deeper than/)
+    expect(refusal.json().error).toBe('invalid_plist')
+
+    const [reference, took] = await fastestOfEach(
+      2,
+      async () => expect((await device.put(normal, { contentType: COMMAND })).statusCode).toBe(200),
+      async () => expect((await device.put(bomb)).statusCode).toBe(400),
+    )
+    expect(took, `${took.toFixed(0)} ms, normal ${reference.toFixed(0)} ms`).toBeLessThanOrEqual(5 * reference)
+    expect(took).toBeLessThan(2000)
+
+    const { result, worstHealthz, probes } = await withHealthProbe(device.put(bomb))
+    expect(result.statusCode).toBe(400)
+    expect(probes).toBeGreaterThan(0)
+    expect(worstHealthz, `/healthz took ${worstHealthz.toFixed(0)} ms, a normal 1 MB Idle ${reference.toFixed(0)} ms`).toBeLessThanOrEqual(5 * reference)
+    expect(worstHealthz).toBeLessThan(2000)
     expect((await device.idle()).statusCode).toBe(200)
   })
 })

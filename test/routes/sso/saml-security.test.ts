@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { fastestOfEach, namespacePerLevel, timed } from '../../helpers/hostile-xml.js'
 import { createTestIdp, editResponse, generateIdpKeys, type ResponseOptions, type TestIdp } from '../../helpers/saml-idp.js'
 import { counts, expectErrorPage, idpAnswer, postCallback, spFromMetadata, startSignIn, tokenFrom } from '../../helpers/sso.js'
 
@@ -261,6 +262,55 @@ describe('hostile input to the assertion consumer', () => {
     })
     expectErrorPage(twice, 400)
     expect(await counts(t.app)).toEqual(before)
+  })
+
+  it('refuses a ~190 KB response nesting a new namespace per level in at most 5x the time of a normal response of that size, /healthz answered meanwhile (row 25)', async () => {
+    // Posted by anyone, before any sign-in. The normal case of the same size: a signed response from
+    // the IdP whose user is in 2,000 groups, accepted (the limits leave room for it)...
+    const groups = Array.from({ length: 2_000 }, (_v, i) => `engineering-group-${String(i).padStart(5, '0')}`)
+    const { form } = await answer({ attributes: { groups } })
+    expect(Buffer.from(form.SAMLResponse, 'base64').length).toBeGreaterThan(150_000)
+    tokenFrom(await postCallback(t.app, form))
+    // ...and, as the reference for time, the same response sent to another Destination: read whole and
+    // refused at the step the hostile one is refused at (what an attacker without a signature gets).
+    const forged = { ...form, SAMLResponse: editResponse(form.SAMLResponse, (xml) => xml.replace(/ Destination="[^"]*"/, ' Destination="https://elsewhere.example/acs"')) }
+    await expectRefused(forged, 400, /Destination/)
+
+    const envelope = (inner: string) => `<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">${inner}</samlp:Response>`
+    const bomb = { SAMLResponse: Buffer.from(envelope(namespacePerLevel(190_000 - envelope('').length))).toString('base64') }
+    expect(bomb.SAMLResponse.length).toBeLessThanOrEqual(256 * 1024)
+    const refused = await expectRefused(bomb, 400, /namespaces|nested deeper/)
+    expect(refused.body).not.toContain('xmlns:p1')
+
+    const [reference, took] = await fastestOfEach(
+      3,
+      async () => expectErrorPage(await postCallback(t.app, forged), 400),
+      async () => expectErrorPage(await postCallback(t.app, bomb), 400),
+    )
+    expect(took, `${took.toFixed(0)} ms, normal ${reference.toFixed(0)} ms`).toBeLessThanOrEqual(5 * reference)
+    expect(took).toBeLessThan(2000)
+
+    // /healthz asked again and again while the response is refused, each time from a timer (which a
+    // blocked event loop delays) to the answer.
+    let done = false
+    let worstHealthz = 0
+    let probes = 0
+    const probe = (async () => {
+      do {
+        const took = await timed(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 1))
+          expect((await t.app.inject('/healthz')).statusCode).toBe(200)
+        })
+        worstHealthz = Math.max(worstHealthz, took)
+        probes++
+      } while (!done)
+    })()
+    expectErrorPage(await postCallback(t.app, bomb), 400)
+    done = true
+    await probe
+    expect(probes).toBeGreaterThan(0)
+    expect(worstHealthz, `/healthz took ${worstHealthz.toFixed(0)} ms, the normal response ${reference.toFixed(0)} ms`).toBeLessThanOrEqual(5 * reference)
+    expect(worstHealthz).toBeLessThan(2000)
   })
 
   it('answers the start endpoint’s bad input with JSON 4xx and stores no request', async () => {
