@@ -4,6 +4,7 @@
  * `listen({port: 0})` on the same app.
  */
 import { randomUUID } from 'node:crypto'
+import http from 'node:http'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { DestinationStream } from 'pino'
@@ -42,16 +43,40 @@ export type App = FastifyInstance
 /** 1 MiB: the largest body any endpoint accepts; routes set lower limits where the protocol allows. */
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
+/** A request's headers must arrive within this (never more than REQUEST_TIMEOUT). */
+const HEADERS_TIMEOUT_MS = 10_000
+/** How often Node checks requests against their timeouts; its default of 30 s let a trickled body live twice REQUEST_TIMEOUT. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000
+
+/**
+ * The HTTP server, with the limits that keep slow and idle clients from holding it (SECURITY.md row 28):
+ * the whole request (headers and body) within REQUEST_TIMEOUT, checked every second; headers within
+ * 10 s; idle keep-alive connections closed after 72 s (longer than the usual proxy's 60 s, so the proxy
+ * closes first); at most MAX_CONNECTIONS open at once, further ones closed on arrival.
+ */
+function createHttpServer(config: Config, handler: http.RequestListener): http.Server {
+  const server = http.createServer(
+    {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, config.requestTimeoutMs),
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      keepAliveTimeout: 72_000,
+    },
+    handler,
+  )
+  // A socket that sends nothing at all: closed after twice REQUEST_TIMEOUT of silence.
+  server.setTimeout(config.requestTimeoutMs * 2)
+  server.maxConnections = config.maxConnections
+  return server
+}
+
 export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App> {
   const logger = loggerOptions(config.logLevel)
   const app = Fastify({
     logger: deps.logStream ? { ...logger, stream: deps.logStream } : logger,
     genReqId: () => randomUUID(),
     bodyLimit: DEFAULT_BODY_LIMIT,
-    // Slow-loris and stuck clients: a request must arrive completely within this time.
-    requestTimeout: config.requestTimeoutMs,
-    connectionTimeout: config.requestTimeoutMs * 2,
-    keepAliveTimeout: 72_000,
+    serverFactory: (handler) => createHttpServer(config, handler),
     trustProxy: config.trustProxy,
     return503OnClosing: true,
     forceCloseConnections: 'idle',

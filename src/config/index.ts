@@ -37,7 +37,8 @@ const envSchema = z.object({
   SERVER_SECRET: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TRUST_PROXY: z.string().optional(),
-  REQUEST_TIMEOUT: duration.default(30),
+  REQUEST_TIMEOUT: duration.pipe(z.number().min(1, 'must be at least 1s')).default(30),
+  MAX_CONNECTIONS: int(1, 1_000_000).default(4096),
   ENROLLMENT_WINDOW: duration.default(3600),
   SCEP_CA_CERT: pemOrPath.optional(),
   SCEP_CA_KEY: pemOrPath.optional(),
@@ -121,6 +122,8 @@ export interface Config {
   logLevel: Env['LOG_LEVEL']
   trustProxy: boolean | string
   requestTimeoutMs: number
+  /** Open connections the server accepts at once; more are closed on arrival. */
+  maxConnections: number
   /** How long after sign-in an access token may start an enrollment (fetch a profile, get a certificate). */
   enrollmentWindowSeconds: number
   /** The APNs topic put into new enrollment profiles; while unset they get services/profiles.ts PLACEHOLDER_TOPIC. */
@@ -226,6 +229,7 @@ export function loadConfig(env: Environment = process.env): Config {
     logLevel: e.LOG_LEVEL,
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
     requestTimeoutMs: e.REQUEST_TIMEOUT * 1000,
+    maxConnections: e.MAX_CONNECTIONS,
     enrollmentWindowSeconds: e.ENROLLMENT_WINDOW,
     apnsTopic: e.APNS_TOPIC,
     enrollment: {

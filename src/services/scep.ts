@@ -25,6 +25,7 @@ import {
 import { formatName, type DistinguishedName } from '../pki/names.js'
 import { CertificateSigner, randomSerialHex } from '../pki/x509.js'
 import type { Db } from '../storage/database.js'
+import { countRenewalsSince, enrollmentForCertificate } from '../storage/enrollments.js'
 import { findScepChallenge, storeRenewal, storeWithChallenge } from '../storage/scep.js'
 import { findAccessTokenWithUser } from '../storage/users.js'
 import { certificateFingerprint, findDeviceCertificate, storedCertificateRefusal, type NewDeviceCertificate } from './device-certificates.js'
@@ -38,6 +39,9 @@ import { hashSecret, MAX_SECRET_LENGTH } from '../pki/secrets.js'
  * over by itself.
  */
 export const SCEP_CAPABILITIES = ['POSTPKIOperation', 'SHA-256', 'SHA-512', 'AES', 'DES3', 'SCEPStandard', 'Renewal'] as const
+
+/** RenewalReqs answered per enrollment per 24 hours (a device renews once before each expiry). */
+export const MAX_RENEWALS_PER_DAY = 5
 
 /** Certificates start a little in the past so a device whose clock lags accepts them at once. */
 const BACKDATE_MS = 10 * 60_000
@@ -155,6 +159,15 @@ export class ScepService {
     const token = await findAccessTokenWithUser(db, previous.accessTokenId)
     const inactive = token ? enrollmentRefusal(token) : 'the enrollment no longer exists'
     if (inactive) return refuse('badRequest', inactive)
+    // A renewal continues the lineage of a certificate bound to an enrollment: one sign-in cannot become
+    // several enrollments by renewing its first certificate before it ever authenticated (SECURITY.md
+    // row 26). Renewals of one enrollment are counted per day: a device renews before each expiry, and
+    // retries only when a reply was lost.
+    const enrollment = await enrollmentForCertificate(db, previous)
+    if (!enrollment) return refuse('badRequest', 'RenewalReq signed by a certificate that has not authenticated an enrollment')
+    if (enrollment.status === 'checked_out') return refuse('badRequest', `RenewalReq for checked-out enrollment ${enrollment.id}`)
+    const recent = await countRenewalsSince(db, enrollment.id, new Date(now.getTime() - 86400_000))
+    if (recent >= MAX_RENEWALS_PER_DAY) return refuse('badRequest', `enrollment ${enrollment.id} had ${recent} renewals in the last 24 hours`)
     const { certificate, body } = await this.prepare(request, opened, now)
     await storeRenewal(db, previous, certificate)
     return { refused: false, body, certificateId: certificate.id }

@@ -202,6 +202,12 @@ export async function checkOutEnrollment(tx: Tx, id: string, now: Date): Promise
   await tx.mdmChannel.updateMany({ where: { mdmEnrollmentId: id }, data: { pushToken: null, pushMagic: null } })
 }
 
+/** How many certificates were issued since `since` for RenewalReqs signed by a certificate of this enrollment. */
+export async function countRenewalsSince(db: Db, mdmEnrollmentId: string, since: Date): Promise<number> {
+  const bound = await db.mdmEnrollmentCertificate.findMany({ where: { mdmEnrollmentId }, select: { deviceCertificateId: true } })
+  return db.deviceCertificate.count({ where: { renewedFromId: { in: bound.map((b) => b.deviceCertificateId) }, createdAt: { gt: since } } })
+}
+
 /** How many macOS user channels the enrollment has. */
 export function countUserChannels(db: Db, mdmEnrollmentId: string): Promise<number> {
   return db.mdmChannel.count({ where: { mdmEnrollmentId, enrollmentUserId: { not: null } } })

@@ -8,9 +8,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { X509Certificate } from 'node:crypto'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { certificateFingerprint, findDeviceCertificate } from '../../src/services/device-certificates.js'
+import { authenticateWith } from '../helpers/device.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createEnrollment, SCEP_PATH, type Enrollment } from '../helpers/scep.js'
 
@@ -71,6 +72,9 @@ describe('scepclient', () => {
     const first = await scepclient(challenge)
     expect(first.code).toBe(0)
     const before = new X509Certificate(readFileSync(path.join(first.dir, 'cert.pem')))
+    // A renewal continues an enrollment: the certificate authenticates first, as a device's does.
+    const privateKey = createPrivateKey(readFileSync(path.join(first.dir, 'key.pem')))
+    await authenticateWith(t.app, { certificate: before, privateKey }, { token: enrollment.token, tokenId: enrollment.accessTokenId, userId: enrollment.userId })
     // With a certificate on disk scepclient sends a RenewalReq signed by it; the challenge is spent.
     const second = await scepclient('', first.dir)
     expect(second.output).toContain('pkiStatus=SUCCESS')

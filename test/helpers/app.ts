@@ -39,6 +39,8 @@ export function testConfig(env: Record<string, string | undefined> = {}, dataDir
     ORG_NAME: 'Example Corp',
     // TEST_SERVER_URL is not a loopback address; without an IdP the server would refuse to start.
     ALLOW_DEV_SIGNIN: 'true',
+    // A test file sends hundreds of enroll requests from one address; the rate limit has its own test.
+    ENROLL_RATE_LIMIT: '100000',
     ...env,
   })
 }

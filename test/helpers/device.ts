@@ -6,7 +6,7 @@
  * the profile's Topic written in) signed with that identity: `Mdm-Signature` is a detached CMS made with
  * node:crypto (SHA-1 like real devices by default) or, for independence, by `openssl cms -sign`.
  */
-import { randomUUID, type X509Certificate } from 'node:crypto'
+import { createPublicKey, randomUUID, type X509Certificate } from 'node:crypto'
 import type { App } from '../../src/app.js'
 import { signCms } from '../../src/pki/cms.js'
 import type { DigestName } from '../../src/pki/oids.js'
@@ -165,6 +165,18 @@ export async function enrollDevice(app: App, options: EnrollOptions = {}): Promi
   const certificate = issuedCertificate(certRep(app, reply.rawPayload, request.signer))
   const path = new URL(mdm.ServerURL as string).pathname
   return new Device(app, keys, certificate, user, mdm.Topic as string, path, undefined, undefined, options.mac ? MAC_AUTHENTICATE : {})
+}
+
+/**
+ * Authenticate from an identity a SCEP client obtained directly (no enrollment profile), for `user`: what
+ * a device does after SCEP, so that the certificate is bound to an enrollment (a renewal needs one).
+ */
+export async function authenticateWith(app: App, identity: { certificate: X509Certificate; privateKey: KeyPair['privateKey'] }, user: SignedInUser): Promise<Device> {
+  const keys = { privateKey: identity.privateKey, publicKey: createPublicKey(identity.privateKey) }
+  const device = new Device(app, keys, identity.certificate, user, 'com.apple.mgmt.External.test-topic', new URL(app.urls.mdm).pathname)
+  const res = await device.authenticate()
+  if (res.statusCode !== 200) throw new Error(`Authenticate answered ${res.statusCode}: ${res.body}`)
+  return device
 }
 
 /** Every row check-in may write, in full: "nothing written" means this does not change. */

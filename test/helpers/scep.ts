@@ -16,6 +16,8 @@ export interface Enrollment {
   userId: string
   teamId: string
   accessTokenId: string
+  /** The access token itself (what the device presents as bearer). */
+  token: string
   /** Mints a fresh one-time challenge for this enrollment; `expiresInMs` may be negative. */
   challenge(expiresInMs?: number): Promise<{ id: string; challenge: string }>
 }
@@ -30,6 +32,7 @@ export async function createEnrollment(app: App): Promise<Enrollment> {
     userId: user.id,
     teamId: app.defaultTeam.id,
     accessTokenId: token.record.id,
+    token: token.token,
     challenge: (expiresInMs = 600_000) =>
       createScepChallenge(prisma, { accessTokenId: token.record.id, userId: user.id, teamId: app.defaultTeam.id, expiresAt: new Date(Date.now() + expiresInMs) }),
   }

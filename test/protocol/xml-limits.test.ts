@@ -393,7 +393,7 @@ describe('scanXml time (SECURITY.md row 25)', () => {
     }
   })
 
-  it.each(Object.keys(hostile))('%s: read to the end without limits in linear time (1 MiB at most 48x 64 KiB)', async (name) => {
+  it.each(Object.keys(hostile))('%s: read to the end without limits in linear time (1 MiB at most 64x 64 KiB, the quadratic cost being 256x)', async (name) => {
     const [build] = hostile[name]!
     const xml = build(MiB)
     const sixteenth = build(MiB / 16)
@@ -403,7 +403,7 @@ describe('scanXml time (SECURITY.md row 25)', () => {
       () => scan(xml, NONE),
     )
     // Linear is 16x (more when 1 MiB falls out of a cache that held 64 KiB); quadratic would be 256x.
-    expect(large, `${name}: 1 MiB ${large.toFixed(1)} ms, 64 KiB ${small.toFixed(2)} ms`).toBeLessThanOrEqual(Math.max(48 * small, 2))
+    expect(large, `${name}: 1 MiB ${large.toFixed(1)} ms, 64 KiB ${small.toFixed(2)} ms`).toBeLessThanOrEqual(Math.max(64 * small, 50))
     expect(large).toBeLessThan(2000)
   })
 

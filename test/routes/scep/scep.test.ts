@@ -8,7 +8,9 @@ import { OID } from '../../../src/pki/oids.js'
 import { buildCsr, nameDer, selfSignedCertificate } from '../../../src/pki/scep/client.js'
 import { MessageType } from '../../../src/pki/scep/types.js'
 import { certificateFingerprint, findDeviceCertificate } from '../../../src/services/device-certificates.js'
+import { MAX_RENEWALS_PER_DAY } from '../../../src/services/scep.js'
 import { buildTestApp, type TestApp } from '../../helpers/app.js'
+import { authenticateWith } from '../../helpers/device.js'
 import { openssl } from '../../helpers/openssl.js'
 import { certRep, createEnrollment, issuedCertificate, postPkiOperation, rsaKeys, SCEP_PATH, scepRequest, type Enrollment, type KeyPair } from '../../helpers/scep.js'
 
@@ -290,12 +292,16 @@ describe('undecodable input: 400, nothing stored, no crash', () => {
 })
 
 describe('RenewalReq', () => {
-  async function enroll() {
+  /** A certificate from the challenge; `authenticated`: bound to an enrollment by Authenticate, as a device does next. */
+  async function enroll(options: { authenticated?: boolean } = { authenticated: true }) {
     const { challenge } = await enrollment.challenge()
     const req = scepRequest(t.app, { challenge, keys: deviceKeys })
     const cert = issuedCertificate(certRep(t.app, (await postPkiOperation(t.app, req.der)).rawPayload, req.signer))
-    return { certificate: cert, privateKey: deviceKeys.privateKey }
+    const identity = { certificate: cert, privateKey: deviceKeys.privateKey }
+    if (options.authenticated) await authenticateWith(t.app, identity, { token: enrollment.token, tokenId: enrollment.accessTokenId, userId: enrollment.userId })
+    return identity
   }
+  const renewal = (signer: { certificate: X509Certificate; privateKey: typeof deviceKeys.privateKey }) => scepRequest(t.app, { keys: rsaKeys(), signer, messageType: MessageType.RenewalReq })
 
   it('signed by a certificate we issued: a new certificate for the same enrollment, no challenge', async () => {
     const current = await enroll()
@@ -313,7 +319,6 @@ describe('RenewalReq', () => {
 
   it('refused when signed by a self-signed, revoked or expired certificate', async () => {
     const stranger = { certificate: selfSignedCertificate(deviceKeys), privateKey: deviceKeys.privateKey }
-    const renewal = (signer: { certificate: X509Certificate; privateKey: typeof deviceKeys.privateKey }) => scepRequest(t.app, { keys: deviceKeys, signer, messageType: MessageType.RenewalReq })
     const before = await certificateCount()
     const check = async (signer: Parameters<typeof renewal>[0]) => {
       const req = renewal(signer)
@@ -327,6 +332,28 @@ describe('RenewalReq', () => {
     await t.app.db.prisma.deviceCertificate.update({ where: { fingerprintSha256: certificateFingerprint(expired.certificate.raw) }, data: { notAfter: new Date(Date.now() - 1000) } })
     await check(expired)
     expect(await certificateCount()).toBe(before + 2) // the two enrollments, no renewal
+  })
+
+  it('refused for a certificate that never authenticated: one sign-in cannot become several enrollments (SECURITY.md row 26)', async () => {
+    const a = await enroll({ authenticated: false })
+    const before = await certificateCount()
+    for (let i = 0; i < 2; i++) {
+      expect(certRep(t.app, (await postPkiOperation(t.app, renewal(a).der)).rawPayload, a)).toMatchObject({ status: 'FAILURE', failInfo: 'badRequest' })
+    }
+    expect(await certificateCount()).toBe(before)
+    const logged = t.logs().filter((l) => l.msg === 'SCEP request refused').map((l) => (l.scep as { reason: string }).reason)
+    expect(logged).toContain('RenewalReq signed by a certificate that has not authenticated an enrollment')
+  })
+
+  it(`answers at most ${MAX_RENEWALS_PER_DAY} renewals per enrollment per day`, async () => {
+    const a = await enroll()
+    for (let i = 0; i < MAX_RENEWALS_PER_DAY; i++) {
+      const req = renewal(a)
+      expect(certRep(t.app, (await postPkiOperation(t.app, req.der)).rawPayload, a).status, `renewal ${i + 1}`).toBe('SUCCESS')
+    }
+    const before = await certificateCount()
+    expect(certRep(t.app, (await postPkiOperation(t.app, renewal(a).der)).rawPayload, a)).toMatchObject({ status: 'FAILURE', failInfo: 'badRequest' })
+    expect(await certificateCount()).toBe(before)
   })
 })
 
