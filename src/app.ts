@@ -15,12 +15,7 @@ import databasePlugin from './plugins/database.js'
 import errorsPlugin, { sendJsonError } from './plugins/errors.js'
 import keysPlugin from './plugins/keys.js'
 import servicesPlugin from './plugins/services.js'
-import enrollmentRoutes from './routes/enroll/index.js'
-import healthRoutes from './routes/health/index.js'
-import mdmRoutes from './routes/mdm/index.js'
-import oauth2Routes from './routes/oauth2/index.js'
-import ssoRoutes from './routes/sso/index.js'
-import scepRoutes from './routes/scep/index.js'
+import routes from './routes/index.js'
 import type { Database, DatabaseOptions } from './storage/database.js'
 
 declare module 'fastify' {
@@ -115,11 +110,6 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   })
 
   await app.register(errorsPlugin)
-  await app.register(healthRoutes)
-  await app.register(oauth2Routes)
-  await app.register(enrollmentRoutes)
-  await app.register(ssoRoutes)
-  await app.register(scepRoutes)
-  await app.register(mdmRoutes)
+  await app.register(routes)
   return app
 }

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
       : '  Sign-in             development sign-in (no IdP configured: anyone can sign in as any email address)',
   )
   if (!config.serverUrl.startsWith('https://')) {
-    lines.push(`  Note: SERVER_URL is ${config.serverUrl}; Apple devices only enroll over https. Put a TLS reverse proxy in front and set SERVER_URL.`)
+    lines.push(`  Note: SERVER_URL is ${config.serverUrl}: only this machine can reach it, and Apple devices only enroll over https. Put a TLS reverse proxy in front and set SERVER_URL.`)
   }
   process.stdout.write(`${lines.join('\n')}\n`)
   app.log.info({ urls: { discovery: u.discovery, enroll: u.enroll(token), sso: u.ssoPage(token), scep: u.scep, mdm: u.mdm } }, 'server ready')
