@@ -14,6 +14,7 @@ import { loggerOptions } from './logging.js'
 import databasePlugin from './plugins/database.js'
 import errorsPlugin, { sendJsonError } from './plugins/errors.js'
 import keysPlugin from './plugins/keys.js'
+import openapiPlugin from './plugins/openapi.js'
 import servicesPlugin from './plugins/services.js'
 import routes from './routes/index.js'
 import type { Database, DatabaseOptions } from './storage/database.js'
@@ -110,6 +111,7 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
   })
 
   await app.register(errorsPlugin)
+  await app.register(openapiPlugin)
   await app.register(routes)
   return app
 }

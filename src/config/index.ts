@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { z } from 'zod'
+import { readApnsCredentials } from './apns.js'
 import { readIdentity, type PemIdentity } from './pem.js'
+import type { PushCredentials } from '../push/credentials.js'
 import { APPLE_OAUTH2_REDIRECT_URL, readOidc, readSso, type OidcSettings, type SsoConfig } from './sign-in.js'
 import { bool, claimName, ConfigError, duration, int, isLoopbackHost, pemOrPath, url, type Environment } from './values.js'
 import { isDomainName, USER_ENROLLMENT_FAMILIES, type ModelFamily } from '../protocol/discovery.js'
@@ -97,6 +99,14 @@ const envSchema = z.object({
     .pipe(z.number().max(400 * 86400, 'must be at most 400d'))
     .refine((v) => v === 0 || v >= 3600, { message: 'must be 0 (off) or at least 1h: every expiry makes the user sign in again' })
     .optional(),
+  ADMIN_API_TOKEN: z.string().regex(/^[\x21-\x7e]{32,512}$/, 'must be 32 to 512 printable characters without spaces (openssl rand -base64 32)').optional(),
+  ADMIN_RATE_LIMIT: int(1, 1_000_000).default(600),
+  STALE_AFTER: duration.pipe(z.number().min(86400, 'must be at least 1d')).default(30 * 86400),
+  APNS_URL: url.default('https://api.push.apple.com'),
+  APNS_CERT: pemOrPath.optional(),
+  APNS_KEY: pemOrPath.optional(),
+  APNS_P12: z.string().min(1).optional(),
+  APNS_P12_PASSWORD: z.string().optional(),
   MDM_CLIENT_CERT_HEADER: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,99}$/, 'expected an HTTP header name such as X-Client-Cert')
@@ -160,6 +170,12 @@ export interface Config {
   }
   sso: SsoConfig
   /** The check-in and command channel (PUT /mdm/apple/mdm). */
+  /** The administration API (/api/v1/admin); null when ADMIN_API_TOKEN is unset (the API answers 404). */
+  admin: { token: string; rateLimitPerMinute: number } | null
+  /** Enrollments not seen for this long are stale (the admin API lists and removes them). */
+  staleAfterSeconds: number
+  /** APNs: where to push, and the push identity (null: no pushes, commands wait for the next check-in). */
+  apns: { url: string; credentials: PushCredentials | null }
   checkin: {
     /** How long an interactive sign-in is good for before the device must sign the user in again; undefined: forever. */
     reauthAfterSeconds?: number
@@ -218,6 +234,12 @@ export function loadConfig(env: Environment = process.env): Config {
     serverSecret = embeddedServerSecret(dataDir)
   }
 
+  const apnsCredentials = readApnsCredentials(e)
+  // The profile's Topic must be the push certificate's, or pushes are accepted by APNs and dropped.
+  if (apnsCredentials && e.APNS_TOPIC && e.APNS_TOPIC !== apnsCredentials.topic) {
+    throw new ConfigError('APNS_TOPIC', `is ${e.APNS_TOPIC} but the push certificate's topic is ${apnsCredentials.topic}; remove APNS_TOPIC or make them equal`)
+  }
+
   return {
     port: e.PORT,
     host: e.HOST,
@@ -231,7 +253,7 @@ export function loadConfig(env: Environment = process.env): Config {
     requestTimeoutMs: e.REQUEST_TIMEOUT * 1000,
     maxConnections: e.MAX_CONNECTIONS,
     enrollmentWindowSeconds: e.ENROLLMENT_WINDOW,
-    apnsTopic: e.APNS_TOPIC,
+    apnsTopic: apnsCredentials?.topic ?? e.APNS_TOPIC,
     enrollment: {
       deviceSignature: e.ENROLL_DEVICE_SIGNATURE,
       domains: e.ENROLL_DOMAINS === undefined ? undefined : parseEnrollDomains(e.ENROLL_DOMAINS),
@@ -252,6 +274,9 @@ export function loadConfig(env: Environment = process.env): Config {
       rateLimitPerMinute: e.OAUTH2_RATE_LIMIT,
     },
     sso: readSso(env, e, serverUrl),
+    admin: e.ADMIN_API_TOKEN ? { token: e.ADMIN_API_TOKEN, rateLimitPerMinute: e.ADMIN_RATE_LIMIT } : null,
+    staleAfterSeconds: e.STALE_AFTER,
+    apns: { url: e.APNS_URL, credentials: apnsCredentials },
     checkin: {
       reauthAfterSeconds: e.REAUTH_AFTER ? e.REAUTH_AFTER : undefined,
       clientCertHeader: e.MDM_CLIENT_CERT_HEADER,

@@ -7,6 +7,7 @@
  * Routes never reach storage.
  */
 import type { FastifyInstance } from 'fastify'
+import adminRoutes from './admin/index.js'
 import enrollmentRoutes from './enroll/index.js'
 import healthRoutes from './health/index.js'
 import mdmRoutes from './mdm/index.js'
@@ -21,4 +22,5 @@ export default async function routes(app: FastifyInstance) {
   await app.register(ssoRoutes)
   await app.register(scepRoutes)
   await app.register(mdmRoutes)
+  await app.register(adminRoutes)
 }

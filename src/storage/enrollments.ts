@@ -182,6 +182,8 @@ export async function storeTokenUpdate(tx: Tx, enrollment: MdmEnrollment, t: Cha
     pushMagic: t.pushMagic,
     awaitingConfiguration: t.awaitingConfiguration,
     tokenUpdatedAt: u.now,
+    // A new token is worth pushing to again, whatever APNs said of the last one.
+    pushTokenInvalidAt: null,
     lastSeenAt: u.now,
     ...(t.userShortName !== undefined ? { userShortName: t.userShortName } : {}),
     ...(t.userLongName !== undefined ? { userLongName: t.userLongName } : {}),

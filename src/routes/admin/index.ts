@@ -1,0 +1,55 @@
+/**
+ * The administration API (`/api/v1/admin/...`): JSON in and out, snake_case fields, zod schemas through
+ * the Fastify type provider (the OpenAPI document at /api/v1/openapi.json is generated from them).
+ *
+ * Authentication: `Authorization: Bearer <ADMIN_API_TOKEN>`, compared in constant time; anything else is
+ * 401. With ADMIN_API_TOKEN unset no admin route exists (404) and the start-up banner says how to enable
+ * it. Requests per minute per client address are limited (ADMIN_RATE_LIMIT). Every change an
+ * administrator makes is one log line `admin: <action>` saying what changed (`audit`).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { AppError, TooManyRequestsError } from '../../errors.js'
+import { ADMIN_PREFIX } from '../../plugins/openapi.js'
+import commandRoutes from './commands.js'
+import enrollmentRoutes from './enrollments.js'
+import pushRoutes from './push.js'
+import teamRoutes from './teams.js'
+import userRoutes from './users.js'
+
+export class UnauthorizedError extends AppError {
+  constructor() {
+    super(401, 'unauthorized', 'Authorization: Bearer <ADMIN_API_TOKEN> is required')
+  }
+}
+
+const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest()
+
+/** Logs what an administrator changed: one line per action. */
+export function audit(request: FastifyRequest, action: string, details: Record<string, unknown>): void {
+  request.log.info({ admin: { action, ...details } }, `admin: ${action}`)
+}
+
+export default async function adminRoutes(app: FastifyInstance) {
+  const admin = app.config.admin
+  if (!admin) return
+  const expected = digest(admin.token)
+
+  await app.register(
+    async (scope) => {
+      await scope.register(rateLimit, { max: admin.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
+      scope.addHook('onRequest', async (request) => {
+        const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(request.headers.authorization ?? '')
+        // Hashing both sides first makes the comparison constant-time whatever the lengths.
+        if (!m || !timingSafeEqual(digest(m[1]!), expected)) throw new UnauthorizedError()
+      })
+      await scope.register(teamRoutes)
+      await scope.register(userRoutes)
+      await scope.register(enrollmentRoutes)
+      await scope.register(commandRoutes)
+      await scope.register(pushRoutes)
+    },
+    { prefix: ADMIN_PREFIX },
+  )
+}
