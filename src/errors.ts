@@ -47,7 +47,7 @@ export class NotFoundError extends AppError {
 }
 
 export class ConflictError extends AppError {
-  constructor(message: string, options: { code?: string; cause?: unknown } = {}) {
+  constructor(message: string, options: AppErrorOptions & { code?: string } = {}) {
     super(409, options.code ?? 'conflict', message, options)
   }
 }

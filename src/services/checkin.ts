@@ -24,6 +24,7 @@ import {
   touchEnrollment,
   updateAuthenticated,
   withEnrollmentLock,
+  type DeviceReport,
 } from '../storage/enrollments.js'
 import type { Tx } from '../storage/database.js'
 import { findProfile } from '../storage/profiles.js'
@@ -114,9 +115,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
         currentAccessTokenId: decision.presented?.tokenId ?? issuedFor.id,
         signedInAt: decision.presented?.signedInAt ?? binding.signedInAt,
         topic: message.Topic,
-        productName: message.ProductName,
-        osVersion: message.OSVersion,
-        buildVersion: message.BuildVersion,
+        device: deviceReport(message),
         now,
       })
       if (created) return { kind: 'ok', enrollment: created.id, note: 'enrollment created' }
@@ -162,8 +161,8 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
       const enrollment = await boundEnrollment(request.device, request.message)
       return withEnrollmentLock(db, enrollment.id, async (tx, current) => {
         if (current.status === 'checked_out') return { kind: 'ok', enrollment: current.id, note: 'already checked out' }
-        await checkOutEnrollment(tx, current.id, now)
-        return { kind: 'ok', enrollment: current.id, note: 'checked out' }
+        await checkOutEnrollment(tx, current.id, now, current.status === 'removed')
+        return { kind: 'ok', enrollment: current.id, note: current.status === 'removed' ? 'removed enrollment checked out: the device unenrolled' : 'checked out' }
       })
     },
 
@@ -241,15 +240,26 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
       throw refuse(`certificate ${request.device.id} already authenticated enrollment ${enrollment.id} with another EnrollmentID`, 'certificate_bound')
     }
     if (enrollment.status === 'checked_out') throw refuse(`enrollment ${enrollment.id} is checked out; its certificate cannot start another`, 'checked_out')
+    live(enrollment)
     if (message.Topic !== enrollment.topic) throw new BadRequestError('Topic is not the one this enrollment authenticated with', { code: 'topic_mismatch' })
     const decision = await checkBearer(deps, bindingOf(enrollment), request.authorization, now)
     if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
     await withEnrollmentLock(db, enrollment.id, async (tx, current) => {
       live(current)
-      await updateAuthenticated(tx, current.id, { productName: message.ProductName, osVersion: message.OSVersion, buildVersion: message.BuildVersion }, seenUpdate(current, decision, now))
+      await updateAuthenticated(tx, current.id, deviceReport(message), seenUpdate(current, decision, now))
     })
     return { kind: 'ok', enrollment: enrollment.id, note: 'repeated Authenticate' }
   }
 
   return service
+}
+
+/** What Authenticate says about the device (PROTOCOL.md section 8: macOS adds DeviceName, Model, ModelName). */
+function deviceReport(message: Authenticate): DeviceReport {
+  const info: Record<string, string> = {}
+  for (const key of ['DeviceName', 'Model', 'ModelName'] as const) {
+    const value = message[key]
+    if (typeof value === 'string') info[key] = value
+  }
+  return { productName: message.ProductName, osVersion: message.OSVersion, buildVersion: message.BuildVersion, info }
 }

@@ -10,8 +10,9 @@ import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
 import { createCheckinService, type CheckinService } from './checkin.js'
-import { createCommandService, type CommandService } from './commands.js'
+import { createCommandService, type CommandService, type Notifier } from './commands.js'
 import { createDiscoveryService, type DiscoveryService } from './discovery.js'
+import { createEnrollmentRecords, type EnrollmentRecords } from './enrollment-records.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
 import { createMdmAccess } from './mdm-access.js'
@@ -34,6 +35,7 @@ export interface Services {
   scep: ScepService
   checkin: CheckinService
   commands: CommandService
+  enrollments: EnrollmentRecords
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -43,6 +45,8 @@ export function createServices(deps: ServiceDeps): Services {
   // Re-authentication on check-in answers with exactly the enroll endpoint's challenge.
   const mdm = { ...deps, challenge: enrollment.challenge }
   const access = createMdmAccess(mdm)
+  // Pushes for new commands; nothing until the push service is wired in.
+  const notifier: Notifier = { notify: () => {} }
   return {
     discovery: createDiscoveryService(deps),
     enrollment,
@@ -50,6 +54,7 @@ export function createServices(deps: ServiceDeps): Services {
     sso: createSsoService(deps),
     scep: new ScepService(deps),
     checkin: createCheckinService(mdm, access),
-    commands: createCommandService(mdm, access),
+    commands: createCommandService(mdm, access, notifier),
+    enrollments: createEnrollmentRecords({ ...deps, notifier }),
   }
 }

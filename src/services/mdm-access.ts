@@ -60,6 +60,18 @@ const REFUSALS: Record<string, string> = {
 export const refuse = (message: string, code = 'enrollment_mismatch') =>
   new ForbiddenError(message, { code, publicMessage: REFUSALS[code] ?? 'This request does not fit the enrollment of this identity' })
 
+/**
+ * The answer that makes a device unenroll: 403 with `{"code": "com.apple.unrecognized.device"}` (Apple,
+ * iOS 17 / macOS 14 and later), sent to an enrollment an administrator removed. Never a bare 401, which
+ * for account-driven enrollment asks for a sign-in instead.
+ */
+export class UnrecognizedDeviceError extends ForbiddenError {
+  static readonly CODE = 'com.apple.unrecognized.device'
+  constructor(enrollmentId: string) {
+    super(`enrollment ${enrollmentId} was removed by an administrator: the device is told to unenroll`, { code: UnrecognizedDeviceError.CODE, publicMessage: 'Unrecognized device' })
+  }
+}
+
 /** The log note of a request on hold (no token, and the sign-in behind the enrollment no longer stands). */
 export function holdNote(decision: BearerDecision): string | undefined {
   return decision.ok && decision.hold ? `no command delivered until the user signs in again on the user channel (${decision.hold})` : undefined
@@ -99,6 +111,7 @@ export function createMdmAccess(deps: MdmDeps): MdmAccess {
 
     live(enrollment) {
       if (enrollment.status === 'checked_out') throw refuse(`enrollment ${enrollment.id} is checked out`, 'checked_out')
+      if (enrollment.status === 'removed') throw new UnrecognizedDeviceError(enrollment.id)
     },
 
     async admit(request, now) {

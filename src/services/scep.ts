@@ -165,7 +165,7 @@ export class ScepService {
     // retries only when a reply was lost.
     const enrollment = await enrollmentForCertificate(db, previous)
     if (!enrollment) return refuse('badRequest', 'RenewalReq signed by a certificate that has not authenticated an enrollment')
-    if (enrollment.status === 'checked_out') return refuse('badRequest', `RenewalReq for checked-out enrollment ${enrollment.id}`)
+    if (enrollment.status === 'checked_out' || enrollment.status === 'removed') return refuse('badRequest', `RenewalReq for ${enrollment.status.replace('_', ' ')} enrollment ${enrollment.id}`)
     const recent = await countRenewalsSince(db, enrollment.id, new Date(now.getTime() - 86400_000))
     if (recent >= MAX_RENEWALS_PER_DAY) return refuse('badRequest', `enrollment ${enrollment.id} had ${recent} renewals in the last 24 hours`)
     const { certificate, body } = await this.prepare(request, opened, now)

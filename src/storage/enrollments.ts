@@ -8,7 +8,16 @@ import type { Prisma } from '../generated/prisma/client.js'
 import type { Client, Db, Tx } from './database.js'
 import type { DeviceCertificate, MdmChannel, MdmEnrollment } from './types.js'
 
-export type EnrollmentStatus = 'authenticated' | 'active' | 'checked_out'
+export type EnrollmentStatus = 'authenticated' | 'active' | 'checked_out' | 'removed'
+
+/** What Authenticate said about the device. */
+export interface DeviceReport {
+  productName?: string
+  osVersion?: string
+  buildVersion?: string
+  /** The other device fields, as sent (DeviceName, Model, ModelName). */
+  info?: Record<string, string>
+}
 
 /** Renewals of renewals: a device renews before each expiry; far more than any enrollment lives through. */
 const MAX_RENEWAL_DEPTH = 32
@@ -62,9 +71,7 @@ export interface NewEnrollment {
   currentAccessTokenId: string
   signedInAt: Date
   topic: string
-  productName?: string
-  osVersion?: string
-  buildVersion?: string
+  device: DeviceReport
   now: Date
 }
 
@@ -87,9 +94,10 @@ export async function createEnrollment(db: Client, e: NewEnrollment): Promise<Md
           signedInAt: e.signedInAt,
           status: 'authenticated' satisfies EnrollmentStatus,
           topic: e.topic,
-          productName: e.productName ?? null,
-          osVersion: e.osVersion ?? null,
-          buildVersion: e.buildVersion ?? null,
+          productName: e.device.productName ?? null,
+          osVersion: e.device.osVersion ?? null,
+          buildVersion: e.device.buildVersion ?? null,
+          deviceInfo: e.device.info ?? {},
           authenticatedAt: e.now,
           lastSeenAt: e.now,
           createdAt: e.now,
@@ -138,7 +146,7 @@ function seen(u: SeenUpdate): Prisma.MdmEnrollmentUpdateInput {
 }
 
 /** A repeated Authenticate: refresh what the device reported. */
-export function updateAuthenticated(tx: Tx, id: string, device: { productName?: string; osVersion?: string; buildVersion?: string }, u: SeenUpdate) {
+export function updateAuthenticated(tx: Tx, id: string, device: DeviceReport, u: SeenUpdate) {
   return tx.mdmEnrollment.update({
     where: { id },
     data: {
@@ -146,6 +154,7 @@ export function updateAuthenticated(tx: Tx, id: string, device: { productName?: 
       ...(device.productName !== undefined ? { productName: device.productName } : {}),
       ...(device.osVersion !== undefined ? { osVersion: device.osVersion } : {}),
       ...(device.buildVersion !== undefined ? { buildVersion: device.buildVersion } : {}),
+      ...(device.info && Object.keys(device.info).length ? { deviceInfo: device.info } : {}),
     },
   })
 }
@@ -198,9 +207,13 @@ export async function storeTokenUpdate(tx: Tx, enrollment: MdmEnrollment, t: Cha
   return channel
 }
 
-/** CheckOut: the enrollment becomes history and no channel keeps a push token. Call with the lock held. */
-export async function checkOutEnrollment(tx: Tx, id: string, now: Date): Promise<void> {
-  await tx.mdmEnrollment.update({ where: { id }, data: { status: 'checked_out' satisfies EnrollmentStatus, checkedOutAt: now, lastSeenAt: now } })
+/**
+ * CheckOut: the enrollment becomes history and no channel keeps a push token. A removed enrollment stays
+ * `removed` (the device leaving is what removal asked for). Call with the lock held.
+ */
+export async function checkOutEnrollment(tx: Tx, id: string, now: Date, removed = false): Promise<void> {
+  if (removed) await tx.mdmEnrollment.update({ where: { id }, data: { lastSeenAt: now } })
+  else await tx.mdmEnrollment.update({ where: { id }, data: { status: 'checked_out' satisfies EnrollmentStatus, checkedOutAt: now, lastSeenAt: now } })
   await tx.mdmChannel.updateMany({ where: { mdmEnrollmentId: id }, data: { pushToken: null, pushMagic: null } })
 }
 
@@ -217,4 +230,83 @@ export function countUserChannels(db: Db, mdmEnrollmentId: string): Promise<numb
 
 export function findChannel(db: Db, mdmEnrollmentId: string, channelId: string): Promise<MdmChannel | null> {
   return db.mdmChannel.findUnique({ where: { mdmEnrollmentId_channelId: { mdmEnrollmentId, channelId } } })
+}
+
+export interface EnrollmentFilter {
+  enrollmentId?: string
+  userIds?: string[]
+  teamId?: string
+  status?: EnrollmentStatus
+  /** Only enrollments still in use (authenticated, active) last seen before this. */
+  staleBefore?: Date
+}
+
+/** Newest first, after `after` (keyset on created_at, id), with their channels. */
+export function listEnrollments(db: Db, filter: EnrollmentFilter, limit: number, after?: { createdAt: Date; id: string }) {
+  return db.mdmEnrollment.findMany({
+    where: {
+      ...(filter.enrollmentId ? { enrollmentId: filter.enrollmentId } : {}),
+      ...(filter.userIds ? { userId: { in: filter.userIds } } : {}),
+      ...(filter.teamId ? { teamId: filter.teamId } : {}),
+      ...(filter.status ? { status: filter.status } : {}),
+      ...(filter.staleBefore ? { status: { in: ['authenticated', 'active'] }, lastSeenAt: { lt: filter.staleBefore } } : {}),
+      ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
+    },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: limit,
+    include: { channels: { orderBy: { createdAt: 'asc' } } },
+  })
+}
+
+export function findEnrollment(db: Db, id: string) {
+  return db.mdmEnrollment.findUnique({ where: { id }, include: { channels: { orderBy: { createdAt: 'asc' } } } })
+}
+
+/**
+ * Removes enrollments an administrator gave up on (still authenticated or active): status `removed`, and
+ * every command still waiting for them cancelled, in one transaction. The push tokens stay, so a push
+ * brings the device back to be told to unenroll. The ids actually removed.
+ */
+export async function removeEnrollments(db: Client, ids: string[], now: Date): Promise<string[]> {
+  if (ids.length === 0) return []
+  return db.$transaction(async (tx) => {
+    const removed = await tx.mdmEnrollment.updateManyAndReturn({
+      where: { id: { in: ids }, status: { in: ['authenticated', 'active'] } },
+      data: { status: 'removed' satisfies EnrollmentStatus, removedAt: now },
+      select: { id: true },
+    })
+    const removedIds = removed.map((r) => r.id)
+    if (removedIds.length) {
+      await tx.mdmCommand.updateMany({ where: { mdmEnrollmentId: { in: removedIds }, status: { in: ['pending', 'sent', 'not_now'] } }, data: { status: 'cancelled', cancelledAt: now } })
+    }
+    return removedIds
+  })
+}
+
+/** Ids of enrollments still in use last seen before `before`. */
+export async function staleEnrollmentIds(db: Db, before: Date): Promise<string[]> {
+  const rows = await db.mdmEnrollment.findMany({ where: { status: { in: ['authenticated', 'active'] }, lastSeenAt: { lt: before } }, select: { id: true } })
+  return rows.map((r) => r.id)
+}
+
+/** The users and teams enrollments name, for showing them (ids not found are left out). */
+export async function ownersOf(db: Db, userIds: string[], teamIds: string[]) {
+  const [users, teams] = await Promise.all([
+    db.user.findMany({ where: { id: { in: [...new Set(userIds)] } }, select: { id: true, email: true, displayName: true } }),
+    db.team.findMany({ where: { id: { in: [...new Set(teamIds)] } }, select: { id: true, name: true } }),
+  ])
+  return { users: new Map(users.map((u) => [u.id, u])), teams: new Map(teams.map((t) => [t.id, t])) }
+}
+
+/** Ids of the users with this email (case-insensitive): the admin API's `user` filter. */
+export async function userIdsByEmail(db: Db, email: string): Promise<string[]> {
+  const rows = await db.user.findMany({ where: { email: { equals: email, mode: 'insensitive' } }, select: { id: true } })
+  return rows.map((r) => r.id)
+}
+
+/** A team by id or, failing that, by name (the admin API's `team` filter). */
+export async function teamIdByIdOrName(db: Db, team: string): Promise<string | undefined> {
+  const byId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(team) ? await db.team.findUnique({ where: { id: team }, select: { id: true } }) : null
+  if (byId) return byId.id
+  return (await db.team.findFirst({ where: { name: team }, orderBy: { createdAt: 'asc' }, select: { id: true } }))?.id
 }

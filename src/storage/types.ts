@@ -8,6 +8,7 @@ export type {
   EnrollmentProfile,
   KeyMaterial,
   MdmChannel,
+  MdmCommand,
   MdmEnrollment,
   OAuth2Grant,
   OAuth2RefreshToken,

@@ -9,6 +9,9 @@ ALTER TABLE mdm_enrollments ADD COLUMN removed_at timestamptz(3);
 ALTER TABLE mdm_enrollments ADD CONSTRAINT mdm_enrollments_removed_at CHECK ((status = 'removed') = (removed_at IS NOT NULL));
 DROP INDEX mdm_enrollments_live_enrollment_id_key;
 CREATE UNIQUE INDEX mdm_enrollments_live_enrollment_id_key ON mdm_enrollments (enrollment_id) WHERE status NOT IN ('checked_out', 'removed');
+-- What the device reported about itself in Authenticate beyond the columns above (macOS: DeviceName,
+-- Model, ModelName), as sent.
+ALTER TABLE mdm_enrollments ADD COLUMN device_info jsonb NOT NULL DEFAULT '{}';
 -- Listing by last check-in (stale enrollments) and by team.
 CREATE INDEX mdm_enrollments_last_seen_at_idx ON mdm_enrollments (last_seen_at);
 CREATE INDEX mdm_enrollments_team_id_idx ON mdm_enrollments (team_id);

@@ -9,8 +9,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import rateLimit from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { AppError, TooManyRequestsError } from '../../errors.js'
+import type { FastifyInstance } from 'fastify'
+import { TooManyRequestsError } from '../../errors.js'
+import { UnauthorizedError } from './audit.js'
 import { ADMIN_PREFIX } from '../../plugins/openapi.js'
 import commandRoutes from './commands.js'
 import enrollmentRoutes from './enrollments.js'
@@ -18,18 +19,7 @@ import pushRoutes from './push.js'
 import teamRoutes from './teams.js'
 import userRoutes from './users.js'
 
-export class UnauthorizedError extends AppError {
-  constructor() {
-    super(401, 'unauthorized', 'Authorization: Bearer <ADMIN_API_TOKEN> is required')
-  }
-}
-
 const digest = (value: string) => createHash('sha256').update(value, 'utf8').digest()
-
-/** Logs what an administrator changed: one line per action. */
-export function audit(request: FastifyRequest, action: string, details: Record<string, unknown>): void {
-  request.log.info({ admin: { action, ...details } }, `admin: ${action}`)
-}
 
 export default async function adminRoutes(app: FastifyInstance) {
   const admin = app.config.admin
@@ -39,10 +29,13 @@ export default async function adminRoutes(app: FastifyInstance) {
   await app.register(
     async (scope) => {
       await scope.register(rateLimit, { max: admin.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
-      scope.addHook('onRequest', async (request) => {
+      // preParsing: after the rate limit (an onRequest hook of each route) has counted the request, before
+      // any body is read.
+      scope.addHook('preParsing', async (request, _reply, payload) => {
         const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(request.headers.authorization ?? '')
         // Hashing both sides first makes the comparison constant-time whatever the lengths.
         if (!m || !timingSafeEqual(digest(m[1]!), expected)) throw new UnauthorizedError()
+        return payload
       })
       await scope.register(teamRoutes)
       await scope.register(userRoutes)

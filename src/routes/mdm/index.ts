@@ -15,7 +15,7 @@ import { UnsupportedMediaTypeError } from '../../errors.js'
 import { errorHandler, logError, sendJsonError } from '../../plugins/errors.js'
 import { channelId, CHECKIN_CONTENT_TYPE, COMMAND_CONTENT_TYPE, parseCheckin, parseCommandReport } from '../../protocol/checkin.js'
 import { buildPlist } from '../../protocol/plist.js'
-import type { MdmAnswer } from '../../services/mdm-access.js'
+import { UnrecognizedDeviceError, type MdmAnswer } from '../../services/mdm-access.js'
 import { acceptRawBodies, rawBody } from '../bodies.js'
 
 /** 1 MiB: check-in messages are under 1 KiB; command results (profile lists, app lists) can be large. */
@@ -46,7 +46,8 @@ export default async function mdmRoutes(app: FastifyInstance) {
           request.log[http.status === 503 ? 'warn' : 'error']({ err, mdm }, http.status === 503 ? 'dependency unavailable' : 'request failed')
         }
       },
-      send: sendJsonError,
+      // Apple's unenroll answer has its own body (services/mdm-access.ts UnrecognizedDeviceError).
+      send: (reply, http, _request, err) => (err instanceof UnrecognizedDeviceError ? reply.type('application/json').send({ code: UnrecognizedDeviceError.CODE }) : sendJsonError(reply, http)),
     }),
   )
 

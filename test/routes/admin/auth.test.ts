@@ -3,9 +3,9 @@
  * and the OpenAPI document and its interactive docs served from the package.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ADMIN_TOKEN } from '../../helpers/admin.js'
 import { buildTestApp, type TestApp } from '../../helpers/app.js'
 
-export const ADMIN_TOKEN = 'admin-token-0123456789abcdef0123456789abcdef'
 let t: TestApp
 beforeAll(async () => {
   t = await buildTestApp({ env: { ADMIN_API_TOKEN: ADMIN_TOKEN } })
@@ -15,7 +15,7 @@ afterAll(async () => t.close())
 describe('authentication', () => {
   it('answers 401 without the token, with a wrong one, or with another scheme', async () => {
     for (const authorization of [undefined, 'Bearer wrong', `Bearer ${ADMIN_TOKEN}x`, `Basic ${ADMIN_TOKEN}`, `Bearer ${ADMIN_TOKEN.slice(0, -1)}`]) {
-      const res = await t.app.inject({ url: '/api/v1/admin/teams', headers: authorization ? { authorization } : {} })
+      const res = await t.app.inject({ url: '/api/v1/admin/enrollments', headers: authorization ? { authorization } : {} })
       expect(res.statusCode, authorization).toBe(401)
       expect(res.json()).toMatchObject({ error: 'unauthorized' })
     }
@@ -24,7 +24,7 @@ describe('authentication', () => {
   it('answers 404 for every admin route while ADMIN_API_TOKEN is unset', async () => {
     const off = await buildTestApp({ database: t.database })
     try {
-      for (const url of ['/api/v1/admin/teams', '/api/v1/admin/enrollments', '/api/v1/admin/commands']) {
+      for (const url of ['/api/v1/admin/enrollments', '/api/v1/admin/enrollments', '/api/v1/admin/commands']) {
         expect((await off.app.inject({ url, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode).toBe(404)
       }
     } finally {
@@ -40,7 +40,7 @@ describe('authentication', () => {
     const limited = await buildTestApp({ env: { ADMIN_API_TOKEN: ADMIN_TOKEN, ADMIN_RATE_LIMIT: '3' }, database: t.database })
     try {
       const statuses = []
-      for (let i = 0; i < 5; i++) statuses.push((await limited.app.inject({ url: '/api/v1/admin/teams', headers: { authorization: 'Bearer wrong' } })).statusCode)
+      for (let i = 0; i < 5; i++) statuses.push((await limited.app.inject({ url: '/api/v1/admin/enrollments', headers: { authorization: 'Bearer wrong' } })).statusCode)
       expect(statuses).toEqual([401, 401, 401, 429, 429])
     } finally {
       await limited.app.close()

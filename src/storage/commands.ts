@@ -1,0 +1,116 @@
+/**
+ * The command queue (table mdm_commands): one row per command per channel, first in first out by `seq`.
+ * The next command is taken and marked sent in one statement that skips rows another request holds, so
+ * concurrent requests (two server processes) never take one command at the same moment; a command sent and
+ * not reported on is sent again when the channel's next session starts (Idle), so none is lost. Results
+ * are written once: a report for a command that already ended changes nothing (devices resend).
+ */
+import type { Prisma } from '../generated/prisma/client.js'
+import type { Client, Db } from './database.js'
+import type { MdmCommand } from './types.js'
+
+export type CommandStatus = 'pending' | 'sent' | 'not_now' | 'acknowledged' | 'error' | 'format_error' | 'cancelled'
+/** Statuses in which a command still waits for the device (the queue index covers exactly these). */
+export const OPEN_STATUSES: readonly CommandStatus[] = ['pending', 'sent', 'not_now']
+export type FinalStatus = Extract<CommandStatus, 'acknowledged' | 'error' | 'format_error'>
+
+export interface NewCommand {
+  commandUuid: string
+  mdmEnrollmentId: string
+  mdmChannelId: string
+  requestType: string
+  /** The Command dictionary as tagged JSON. */
+  command: Prisma.InputJsonValue
+  expiresAt: Date | null
+  createdAt: Date
+}
+
+/** Queues commands, all or none. */
+export async function enqueueCommands(db: Client, commands: NewCommand[]): Promise<MdmCommand[]> {
+  return db.$transaction(async (tx) => {
+    const out: MdmCommand[] = []
+    for (const c of commands) out.push(await tx.mdmCommand.create({ data: c }))
+    return out
+  })
+}
+
+/**
+ * Takes the channel's next command and marks it sent, or null when none is due. An Idle starts a session
+ * (`newSession`): every open command is due, including one sent before and never reported on (its answer
+ * was lost) and one the device answered NotNow. Within a session (after a result) only commands never sent
+ * are: a command is not handed out twice in one session, and a concurrent session on another server
+ * process does not get the one this session holds.
+ */
+export async function takeNextCommand(db: Db, mdmChannelId: string, now: Date, newSession: boolean): Promise<{ commandUuid: string; command: unknown } | null> {
+  const rows = await db.$queryRaw<{ command_uuid: string; command: unknown }[]>`
+    UPDATE mdm_commands SET status = 'sent', sent_at = ${now}, deliveries = deliveries + 1
+    WHERE id = (
+      SELECT id FROM mdm_commands
+      WHERE mdm_channel_id = ${mdmChannelId}::uuid
+        AND status IN ('pending', 'sent', 'not_now')
+        AND (status = 'pending' OR ${newSession})
+        AND (expires_at IS NULL OR expires_at > ${now})
+      ORDER BY seq
+      LIMIT 1
+      FOR UPDATE SKIP LOCKED
+    )
+    RETURNING command_uuid, command`
+  const row = rows[0]
+  return row ? { commandUuid: row.command_uuid, command: row.command } : null
+}
+
+export type ReportOutcome = 'stored' | 'duplicate' | 'unknown'
+
+/**
+ * Stores a final result (Acknowledged, Error, CommandFormatError) for the channel's own command: the
+ * first report wins, a repeated one is a duplicate, a CommandUUID this channel was not sent is unknown.
+ */
+export async function storeResult(db: Db, mdmChannelId: string, commandUuid: string, status: FinalStatus, result: Prisma.InputJsonValue, now: Date): Promise<ReportOutcome> {
+  const { count } = await db.mdmCommand.updateMany({
+    where: { commandUuid, mdmChannelId, status: { notIn: ['acknowledged', 'error', 'format_error'] } },
+    data: { status, result, completedAt: now },
+  })
+  if (count === 1) return 'stored'
+  return (await db.mdmCommand.count({ where: { commandUuid, mdmChannelId } })) ? 'duplicate' : 'unknown'
+}
+
+/** NotNow: the command waits for the channel's next Idle. */
+export async function putAside(db: Db, mdmChannelId: string, commandUuid: string, now: Date): Promise<ReportOutcome> {
+  const { count } = await db.mdmCommand.updateMany({
+    where: { commandUuid, mdmChannelId, status: { in: ['pending', 'sent', 'not_now'] } },
+    data: { status: 'not_now', notNowAt: now },
+  })
+  if (count === 1) return 'stored'
+  return (await db.mdmCommand.count({ where: { commandUuid, mdmChannelId } })) ? 'duplicate' : 'unknown'
+}
+
+export function findCommand(db: Db, commandUuid: string) {
+  return db.mdmCommand.findUnique({ where: { commandUuid }, include: { channel: { select: { channelId: true } } } })
+}
+
+/** Cancels a command that was not sent yet (pending, or put aside by NotNow); null when it cannot be. */
+export async function cancelCommand(db: Db, commandUuid: string, now: Date): Promise<boolean> {
+  const { count } = await db.mdmCommand.updateMany({ where: { commandUuid, status: { in: ['pending', 'not_now'] } }, data: { status: 'cancelled', cancelledAt: now } })
+  return count === 1
+}
+
+export interface CommandFilter {
+  mdmEnrollmentId?: string
+  status?: CommandStatus
+  requestType?: string
+}
+
+/** Newest first, after `after` (keyset on created_at, id). */
+export function listCommands(db: Db, filter: CommandFilter, limit: number, after?: { createdAt: Date; id: string }) {
+  return db.mdmCommand.findMany({
+    where: {
+      ...(filter.mdmEnrollmentId ? { mdmEnrollmentId: filter.mdmEnrollmentId } : {}),
+      ...(filter.status ? { status: filter.status } : {}),
+      ...(filter.requestType ? { requestType: filter.requestType } : {}),
+      ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
+    },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: limit,
+    include: { channel: { select: { channelId: true } } },
+  })
+}
