@@ -9,6 +9,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import path from 'node:path'
 import { z } from 'zod'
 import { readApnsCredentials } from './apns.js'
+import { readEssoSettings } from './esso.js'
+import type { EssoSettings } from '../protocol/esso.js'
 import { readIdentity, type PemIdentity } from './pem.js'
 import type { PushCredentials } from '../push/credentials.js'
 import { APPLE_OAUTH2_REDIRECT_URL, readOidc, readSso, type OidcSettings, type SsoConfig } from './sign-in.js'
@@ -170,6 +172,8 @@ export interface Config {
   }
   sso: SsoConfig
   /** The check-in and command channel (PUT /mdm/apple/mdm). */
+  /** Enrollment SSO for teams without their own settings (ESSO_*); null when not configured. */
+  esso: EssoSettings | null
   /** The administration API (/api/v1/admin); null when ADMIN_API_TOKEN is unset (the API answers 404). */
   admin: { token: string; rateLimitPerMinute: number } | null
   /** Enrollments not seen for this long are stale (the admin API lists and removes them). */
@@ -274,6 +278,7 @@ export function loadConfig(env: Environment = process.env): Config {
       rateLimitPerMinute: e.OAUTH2_RATE_LIMIT,
     },
     sso: readSso(env, e, serverUrl),
+    esso: readEssoSettings(env),
     admin: e.ADMIN_API_TOKEN ? { token: e.ADMIN_API_TOKEN, rateLimitPerMinute: e.ADMIN_RATE_LIMIT } : null,
     staleAfterSeconds: e.STALE_AFTER,
     apns: { url: e.APNS_URL, credentials: apnsCredentials },

@@ -21,6 +21,11 @@ export class CommandJsonError extends BadRequestError {
   }
 }
 
+/** Any plist value written as tagged JSON ({"$data"}, {"$date"}): commands, and ESSO payloads in the admin API. */
+export function plistFromJson(json: unknown, what = 'value'): PlistValue {
+  return fromJson(json, what, 0)
+}
+
 /** The Command dictionary an administrator wrote, as the plist value the device gets. */
 export function commandFromJson(json: unknown): PlistDict {
   const value = fromJson(json, 'command', 0)

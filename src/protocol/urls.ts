@@ -14,8 +14,10 @@ export interface ServerUrls {
   /** The development sign-in form posts here (only when no IdP is configured). */
   ssoDevSignIn: string
   oauth2Token(teamToken: string): string
-  esso: string
-  essoDeveloper: string
+  /** Enrollment SSO documents (X-Apple-MDM-ESSO, X-Apple-MDM-ESSO-Developer) and the profile a legacy configuration names. */
+  esso(teamToken: string): string
+  essoDeveloper(teamToken: string): string
+  essoProfile(teamToken: string, key: string): string
   scep: string
   mdm: string
 }
@@ -31,8 +33,9 @@ export function serverUrls(base: string): ServerUrls {
     ssoMetadata: `${base}/api/v1/mdm/sso/metadata`,
     ssoDevSignIn: `${base}/api/v1/mdm/sso/dev`,
     oauth2Token: (t) => `${base}/api/v1/mdm/oauth2/token/${seg(t)}`,
-    esso: `${base}/api/mdm/apple/esso`,
-    essoDeveloper: `${base}/api/mdm/apple/esso/developer`,
+    esso: (t) => `${base}/api/mdm/apple/esso/${seg(t)}`,
+    essoDeveloper: (t) => `${base}/api/mdm/apple/esso/developer/${seg(t)}`,
+    essoProfile: (t, key) => `${base}/api/mdm/apple/esso/${seg(t)}/profiles/${seg(key)}`,
     scep: `${base}/mdm/apple/scep`,
     mdm: `${base}/mdm/apple/mdm`,
   }

@@ -15,5 +15,6 @@ export type {
   SamlAuthnRequest,
   ScepChallenge,
   Team,
+  TeamDeclaration,
   User,
 } from '../generated/prisma/client.js'
