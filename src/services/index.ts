@@ -16,6 +16,7 @@ import { createEnrollmentService, type EnrollmentService } from './enrollment.js
 import type { ServerKeys } from './keys.js'
 import { createMdmAccess } from './mdm-access.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
+import { createPushService, type PushLogger, type PushService } from './push.js'
 import { createSsoService, type SsoService } from './sso.js'
 import { ScepService } from './scep.js'
 
@@ -24,6 +25,7 @@ export interface ServiceDeps {
   config: Config
   keys: ServerKeys
   urls: ServerUrls
+  log: PushLogger
 }
 
 export interface Services {
@@ -34,6 +36,8 @@ export interface Services {
   scep: ScepService
   checkin: CheckinService
   commands: CommandService
+  /** APNs wake-up pushes; close() it when the app closes. */
+  push: PushService
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -51,5 +55,6 @@ export function createServices(deps: ServiceDeps): Services {
     scep: new ScepService(deps),
     checkin: createCheckinService(mdm, access),
     commands: createCommandService(mdm, access),
+    push: createPushService(deps),
   }
 }
