@@ -44,7 +44,8 @@ const DAY_MS = 86_400_000
 /** Enrollment states whose channels may be pushed; checked_out and removed devices left management. */
 const LIVE = new Set(['authenticated', 'active'])
 
-export type PushStatus = 'delivered' | 'invalid_token' | 'retrying' | 'error' | 'config_error' | 'not_configured' | 'no_push_token'
+export const PUSH_STATUSES = ['delivered', 'invalid_token', 'retrying', 'error', 'config_error', 'not_configured', 'no_push_token'] as const
+export type PushStatus = (typeof PUSH_STATUSES)[number]
 
 export interface PushOutcome {
   /** mdm_channels.channel_id: the EnrollmentID, or EnrollmentID:EnrollmentUserID for a macOS user channel. */

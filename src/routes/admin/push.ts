@@ -6,6 +6,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
+import { PUSH_STATUSES } from '../../services/push.js'
 import { audit } from './index.js'
 import { errorBody } from './pagination.js'
 
@@ -14,7 +15,7 @@ const params = z.object({ id: z.guid().describe('the enrollment (mdm_enrollments
 const result = z.object({
   channel_id: z.string().describe('the channel: the EnrollmentID, or EnrollmentID:EnrollmentUserID for a macOS user channel'),
   status: z
-    .enum(['delivered', 'invalid_token', 'retrying', 'error', 'config_error', 'not_configured', 'no_push_token'])
+    .enum(PUSH_STATUSES)
     .describe(
       'delivered: APNs accepted it; invalid_token: APNs called the token invalid, no push until the device sends a new one; retrying: APNs was busy or unreachable, the server keeps trying; error: refused; config_error: the push certificate or topic is wrong; not_configured: no push certificate is set; no_push_token: the channel has no token yet',
     ),
