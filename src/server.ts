@@ -4,6 +4,7 @@
  */
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config/index.js'
+import { describePush } from './services/push.js'
 
 const SHUTDOWN_GRACE_MS = 15_000
 
@@ -59,6 +60,10 @@ async function main(): Promise<void> {
       ? `  SAML SP metadata    ${u.ssoMetadata}  (register it at your IdP ${config.sso.saml.idp.entityId})`
       : '  Sign-in             development sign-in (no IdP configured: anyone can sign in as any email address)',
   )
+  const push = describePush(config.apns)
+  lines.push(`  ${push.line}`)
+  // Also logged as a warning by the push service; repeated here where the administrator is looking.
+  if (push.warning) lines.push(`  WARNING: ${push.warning}`)
   if (!config.serverUrl.startsWith('https://')) {
     lines.push(`  Note: SERVER_URL is ${config.serverUrl}: only this machine can reach it, and Apple devices only enroll over https. Put a TLS reverse proxy in front and set SERVER_URL.`)
   }

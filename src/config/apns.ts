@@ -3,11 +3,16 @@
  * APNS_P12 (a file path, or Base64 of the file) + APNS_P12_PASSWORD, the form Keychain exports. Read and
  * checked once at start: a wrong password, a key that does not match, or a certificate that is not an MDM
  * push certificate stops the server with one line naming the variable.
+ *
+ * APNS_CA adds trust roots for the APNs server certificate, on top of Node's bundled ones (which already
+ * hold the root api.push.apple.com chains to): for an outbound proxy that re-signs TLS, or for tests
+ * against a local APNs. It never replaces the bundled roots.
  */
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { loadPushCredentials, PushCredentialsError, type PushCredentials } from '../push/credentials.js'
 import type { Env } from './index.js'
-import { readPem } from './pem.js'
+import { pemBlocks, readPem } from './pem.js'
 import { ConfigError } from './values.js'
 
 export function readApnsCredentials(e: Env): PushCredentials | null {
@@ -49,4 +54,19 @@ function load(variable: string, fn: () => PushCredentials): PushCredentials {
     }
     throw err
   }
+}
+
+/** APNS_CA: the CERTIFICATE blocks of a PEM (text or path), or undefined when unset. */
+export function readApnsCa(e: Env): string | undefined {
+  if (!e.APNS_CA) return undefined
+  const certificates = pemBlocks(readPem('APNS_CA', e.APNS_CA), /^CERTIFICATE$/)
+  if (certificates.length === 0) throw new ConfigError('APNS_CA', 'contains no CERTIFICATE block')
+  for (const pem of certificates) {
+    try {
+      new X509Certificate(pem)
+    } catch (err) {
+      throw new ConfigError('APNS_CA', `holds a certificate that cannot be read: ${(err as Error).message}`)
+    }
+  }
+  return certificates.join('')
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { z } from 'zod'
-import { readApnsCredentials } from './apns.js'
+import { readApnsCa, readApnsCredentials } from './apns.js'
 import { readEssoSettings } from './esso.js'
 import type { EssoSettings } from '../protocol/esso.js'
 import { readIdentity, type PemIdentity } from './pem.js'
@@ -109,6 +109,7 @@ const envSchema = z.object({
   APNS_KEY: pemOrPath.optional(),
   APNS_P12: z.string().min(1).optional(),
   APNS_P12_PASSWORD: z.string().optional(),
+  APNS_CA: pemOrPath.optional(),
   MDM_CLIENT_CERT_HEADER: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,99}$/, 'expected an HTTP header name such as X-Client-Cert')
@@ -178,8 +179,11 @@ export interface Config {
   admin: { token: string; rateLimitPerMinute: number } | null
   /** Enrollments not seen for this long are stale (the admin API lists and removes them). */
   staleAfterSeconds: number
-  /** APNs: where to push, and the push identity (null: no pushes, commands wait for the next check-in). */
-  apns: { url: string; credentials: PushCredentials | null }
+  /**
+   * APNs: where to push, the push identity (null: no pushes, commands wait for the next check-in), and
+   * extra trust roots (PEM) for the APNs server certificate (APNS_CA: a TLS-inspecting proxy, tests).
+   */
+  apns: { url: string; credentials: PushCredentials | null; ca?: string }
   checkin: {
     /** How long an interactive sign-in is good for before the device must sign the user in again; undefined: forever. */
     reauthAfterSeconds?: number
@@ -281,7 +285,7 @@ export function loadConfig(env: Environment = process.env): Config {
     esso: readEssoSettings(env),
     admin: e.ADMIN_API_TOKEN ? { token: e.ADMIN_API_TOKEN, rateLimitPerMinute: e.ADMIN_RATE_LIMIT } : null,
     staleAfterSeconds: e.STALE_AFTER,
-    apns: { url: e.APNS_URL, credentials: apnsCredentials },
+    apns: { url: e.APNS_URL, credentials: apnsCredentials, ca: readApnsCa(e) },
     checkin: {
       reauthAfterSeconds: e.REAUTH_AFTER ? e.REAUTH_AFTER : undefined,
       clientCertHeader: e.MDM_CLIENT_CERT_HEADER,

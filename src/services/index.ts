@@ -10,13 +10,14 @@ import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
 import { createCheckinService, type CheckinService } from './checkin.js'
-import { createCommandService, type CommandService, type Notifier } from './commands.js'
+import { createCommandService, type CommandService } from './commands.js'
 import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentRecords, type EnrollmentRecords } from './enrollment-records.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
 import type { ServerKeys } from './keys.js'
 import { createMdmAccess } from './mdm-access.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
+import { createPushService, type PushLogger, type PushService } from './push.js'
 import { createSsoService, type SsoService } from './sso.js'
 import { ScepService } from './scep.js'
 
@@ -25,6 +26,7 @@ export interface ServiceDeps {
   config: Config
   keys: ServerKeys
   urls: ServerUrls
+  log: PushLogger
 }
 
 export interface Services {
@@ -36,6 +38,8 @@ export interface Services {
   checkin: CheckinService
   commands: CommandService
   enrollments: EnrollmentRecords
+  /** APNs wake-up pushes; close() it when the app closes. */
+  push: PushService
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -45,8 +49,8 @@ export function createServices(deps: ServiceDeps): Services {
   // Re-authentication on check-in answers with exactly the enroll endpoint's challenge.
   const mdm = { ...deps, challenge: enrollment.challenge }
   const access = createMdmAccess(mdm)
-  // Pushes for new commands; nothing until the push service is wired in.
-  const notifier: Notifier = { notify: () => {} }
+  // New commands and removals push the device's channels.
+  const push = createPushService(deps)
   return {
     discovery: createDiscoveryService(deps),
     enrollment,
@@ -54,7 +58,8 @@ export function createServices(deps: ServiceDeps): Services {
     sso: createSsoService(deps),
     scep: new ScepService(deps),
     checkin: createCheckinService(mdm, access),
-    commands: createCommandService(mdm, access, notifier),
-    enrollments: createEnrollmentRecords({ ...deps, notifier }),
+    commands: createCommandService(mdm, access, push),
+    enrollments: createEnrollmentRecords({ ...deps, notifier: push }),
+    push,
   }
 }
