@@ -38,7 +38,10 @@ export default async function adminRoutes(app: FastifyInstance) {
 
   await app.register(
     async (scope) => {
-      await scope.register(rateLimit, { max: admin.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
+      await scope.register(rateLimit, { global: false, max: admin.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
+      // The limit is a scope hook added before the token check, so failed guesses count too: the plugin's
+      // own per-route hooks would run after the check and never see a request it refused.
+      scope.addHook('onRequest', scope.rateLimit())
       scope.addHook('onRequest', async (request) => {
         const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(request.headers.authorization ?? '')
         // Hashing both sides first makes the comparison constant-time whatever the lengths.
