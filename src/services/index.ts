@@ -18,6 +18,8 @@ import { createMdmAccess } from './mdm-access.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
 import { createSsoService, type SsoService } from './sso.js'
 import { ScepService } from './scep.js'
+import { createTeamService, type TeamService } from './teams.js'
+import { createUserService, type UserService } from './users.js'
 
 export interface ServiceDeps {
   db: Client
@@ -34,6 +36,8 @@ export interface Services {
   scep: ScepService
   checkin: CheckinService
   commands: CommandService
+  teams: TeamService
+  users: UserService
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -51,5 +55,7 @@ export function createServices(deps: ServiceDeps): Services {
     scep: new ScepService(deps),
     checkin: createCheckinService(mdm, access),
     commands: createCommandService(mdm, access),
+    teams: createTeamService(deps),
+    users: createUserService(deps),
   }
 }
