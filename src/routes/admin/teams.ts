@@ -10,14 +10,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { TeamView } from '../../services/teams.js'
 import { audit } from './index.js'
-import { idParams, isoDate, plainText } from './fields.js'
+import { idParams, isoDate, plainText, trimmedText } from './fields.js'
 import { decodeCursor, errorBody, listOf, page, pageQuery } from './pagination.js'
 
 const authMethod = z.enum(['saml', 'oauth2'])
-const teamName = plainText(200)
-  .trim()
-  .min(1)
-  .describe('1-200 characters, leading and trailing white space removed, no control characters; unique among teams ignoring case')
+const teamName = trimmedText(200).describe('1-200 characters, leading and trailing white space removed, no control characters; unique among teams ignoring case')
 const teamAuthMethod = authMethod
   .nullable()
   .describe('How users of this team sign in: `saml` (web sign-in page, apple-as-web), `oauth2` (apple-oauth2, needs OIDC_ISSUER), or null for the server default (AUTH_METHOD)')
