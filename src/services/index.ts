@@ -20,6 +20,8 @@ import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
 import { createPushService, type PushLogger, type PushService } from './push.js'
 import { createSsoService, type SsoService } from './sso.js'
 import { ScepService } from './scep.js'
+import { createTeamService, type TeamService } from './teams.js'
+import { createUserService, type UserService } from './users.js'
 
 export interface ServiceDeps {
   db: Client
@@ -40,6 +42,8 @@ export interface Services {
   enrollments: EnrollmentRecords
   /** APNs wake-up pushes; close() it when the app closes. */
   push: PushService
+  teams: TeamService
+  users: UserService
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -61,5 +65,7 @@ export function createServices(deps: ServiceDeps): Services {
     commands: createCommandService(mdm, access, push),
     enrollments: createEnrollmentRecords({ ...deps, notifier: push }),
     push,
+    teams: createTeamService(deps),
+    users: createUserService(deps),
   }
 }

@@ -3,7 +3,8 @@
  * in its enroll, SSO and token URLs (PROTOCOL.md section 0).
  */
 import { randomBytes } from 'node:crypto'
-import type { Client, Db } from './database.js'
+import type { Client, Db, Tx } from './database.js'
+import { after, equalsIgnoringCase, newestFirst, type PageAfter } from './listing.js'
 import type { Team } from './types.js'
 
 /** 192 random bits, URL-safe: the per-team path segment of enroll, SSO and token URLs. */
@@ -46,7 +47,62 @@ export async function ensureTeamNamed(db: Client, name: string): Promise<Team> {
   const existing = await db.team.findFirst(oldest)
   if (existing) return existing
   return db.$transaction(async (tx) => {
-    await tx.$executeRawUnsafe("SELECT pg_advisory_xact_lock(hashtext('byod-mdm:teams-by-name'))")
+    await lockTeamNames(tx)
     return (await tx.team.findFirst(oldest)) ?? tx.team.create({ data: { name, enrollmentToken: newEnrollmentToken() } })
+  })
+}
+
+/** Serialises everything that creates or renames teams, until the transaction ends. */
+async function lockTeamNames(tx: Tx): Promise<void> {
+  await tx.$executeRawUnsafe("SELECT pg_advisory_xact_lock(hashtext('byod-mdm:teams-by-name'))")
+}
+
+/** Teams newest first, `limit + 1` of them (the extra one says there is a next page); `name` ignores case. */
+export function listTeams(db: Db, p: { name?: string; after?: PageAfter; limit: number }): Promise<Team[]> {
+  const where = p.name === undefined ? {} : { name: equalsIgnoringCase(p.name) }
+  return db.team.findMany({ where: { AND: [after(p.after), where] }, orderBy: newestFirst, take: p.limit + 1 })
+}
+
+export type TeamAuthMethod = 'saml' | 'oauth2'
+
+/**
+ * Why a team was not written: no team has the id, or another team already has the name (ignoring
+ * case). Names stay unique through the admin API because ENROLL_DOMAINS and SSO_TEAM_GROUPS name teams:
+ * two teams of one name would make those settings ambiguous.
+ */
+export type TeamRefusal = 'not_found' | 'name_taken'
+
+async function nameTaken(tx: Tx, name: string, exceptId?: string): Promise<boolean> {
+  const other = await tx.team.findFirst({ where: { name: equalsIgnoringCase(name), ...(exceptId ? { id: { not: exceptId } } : {}) }, select: { id: true } })
+  return other !== null
+}
+
+/** A new team with a fresh enrollment token, unless another team has this name. */
+export async function createTeam(db: Client, data: { name: string; authMethod: TeamAuthMethod | null }): Promise<Team | TeamRefusal> {
+  return db.$transaction(async (tx) => {
+    await lockTeamNames(tx)
+    if (await nameTaken(tx, data.name)) return 'name_taken'
+    return tx.team.create({ data: { name: data.name, authMethod: data.authMethod, enrollmentToken: newEnrollmentToken() } })
+  })
+}
+
+/** Renames a team and/or sets its sign-in method (null: AUTH_METHOD). */
+export async function updateTeam(db: Client, id: string, changes: { name?: string; authMethod?: TeamAuthMethod | null }): Promise<Team | TeamRefusal> {
+  return db.$transaction(async (tx) => {
+    if (changes.name !== undefined) {
+      await lockTeamNames(tx)
+      if (await nameTaken(tx, changes.name, id)) return 'name_taken'
+    }
+    const { count } = await tx.team.updateMany({ where: { id }, data: changes })
+    if (count === 0) return 'not_found'
+    return tx.team.findUniqueOrThrow({ where: { id } })
+  })
+}
+
+/** Gives a team a new enrollment token: URLs with the old one no longer name any team. Null when unknown. */
+export async function rotateEnrollmentToken(db: Client, id: string): Promise<Team | null> {
+  return db.$transaction(async (tx) => {
+    const { count } = await tx.team.updateMany({ where: { id }, data: { enrollmentToken: newEnrollmentToken() } })
+    return count === 0 ? null : tx.team.findUniqueOrThrow({ where: { id } })
   })
 }

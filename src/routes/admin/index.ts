@@ -28,14 +28,14 @@ export default async function adminRoutes(app: FastifyInstance) {
 
   await app.register(
     async (scope) => {
-      await scope.register(rateLimit, { max: admin.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
-      // preParsing: after the rate limit (an onRequest hook of each route) has counted the request, before
-      // any body is read.
-      scope.addHook('preParsing', async (request, _reply, payload) => {
+      await scope.register(rateLimit, { global: false, max: admin.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
+      // The limit is a scope hook added before the token check, so failed guesses count too: the plugin's
+      // own per-route hooks would run after the check and never see a request it refused.
+      scope.addHook('onRequest', scope.rateLimit())
+      scope.addHook('onRequest', async (request) => {
         const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(request.headers.authorization ?? '')
         // Hashing both sides first makes the comparison constant-time whatever the lengths.
         if (!m || !timingSafeEqual(digest(m[1]!), expected)) throw new UnauthorizedError()
-        return payload
       })
       await scope.register(teamRoutes)
       await scope.register(userRoutes)
