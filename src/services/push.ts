@@ -41,8 +41,12 @@ const MAX_CONCURRENT_PUSHES = 16
 /** The certificate lasts a year; warn this long before it expires (renewal needs the Apple Account that made it). */
 const EXPIRY_WARNING_DAYS = 30
 const DAY_MS = 86_400_000
-/** Enrollment states whose channels may be pushed; checked_out and removed devices left management. */
-const LIVE = new Set(['authenticated', 'active'])
+/**
+ * Enrollment states whose channels may be pushed. A removed enrollment is pushed too: its device keeps its
+ * push token until it checks out, and a push brings it back to be told to unenroll (403
+ * com.apple.unrecognized.device). A checked-out device left management and has no token.
+ */
+const LIVE = new Set(['authenticated', 'active', 'removed'])
 
 export const PUSH_STATUSES = ['delivered', 'invalid_token', 'retrying', 'error', 'config_error', 'not_configured', 'no_push_token'] as const
 export type PushStatus = (typeof PUSH_STATUSES)[number]

@@ -222,13 +222,13 @@ describe('what is not pushed', () => {
     expect(requestsFor(a.token)).toHaveLength(0)
   })
 
-  it('a removed enrollment, even with a token', async () => {
+  it('(a removed enrollment is pushed: its device comes back to be told to unenroll)', async () => {
     const a = await pushableDevice(t.app)
     const { enrollment, channel } = await deviceChannel(t.app, a.device)
     await t.app.db.prisma.mdmEnrollment.update({ where: { id: enrollment.id }, data: { status: 'removed', removedAt: new Date() } })
     await notified(t, [channel.id])
-    expect(requestsFor(a.token)).toHaveLength(0)
-    expect((await channelRow(channel.id)).pushStatus).toBeNull()
+    expect(requestsFor(a.token)).toHaveLength(1)
+    expect((await a.device.idle()).json()).toEqual({ code: 'com.apple.unrecognized.device' })
   })
 
   it('a channel enrolled under another topic: recorded, APNs not asked', async () => {

@@ -33,7 +33,7 @@ export default async function pushRoutes(appBase: FastifyInstance) {
     {
       schema: {
         summary: 'Push to an enrollment now',
-        description: 'Sends an MDM push to every channel of the enrollment so the device checks in. 409 for an enrollment that was checked out or removed.',
+        description: 'Sends an MDM push to every channel of the enrollment so the device checks in (the device of a removed enrollment then learns to unenroll). 409 for an enrollment that was checked out.',
         tags: ['push'],
         params,
         response: { 200: response, 400: errorBody, 401: errorBody, 404: errorBody, 409: errorBody },

@@ -98,7 +98,7 @@ describe('POST /api/v1/admin/enrollments/{id}/push', () => {
     expect(bad.json()).toMatchObject({ error: 'invalid_request' })
   })
 
-  it('answers 409 for a checked-out or removed enrollment', async () => {
+  it('answers 409 for a checked-out enrollment; a removed one is pushed so that its device learns to unenroll', async () => {
     const a = await pushableDevice(t.app)
     const checkedOut = (await deviceChannel(t.app, a.device)).enrollment
     expect((await a.device.checkOut()).statusCode).toBe(200)
@@ -109,9 +109,11 @@ describe('POST /api/v1/admin/enrollments/{id}/push', () => {
     const b = await pushableDevice(t.app)
     const removed = (await deviceChannel(t.app, b.device)).enrollment
     await t.app.db.prisma.mdmEnrollment.update({ where: { id: removed.id }, data: { status: 'removed', removedAt: new Date() } })
-    expect((await post(t, removed.id)).statusCode).toBe(409)
+    const pushed = await post(t, removed.id)
+    expect(pushed.statusCode).toBe(200)
+    expect(pushed.json().results[0]).toMatchObject({ status: 'delivered' })
     expect(requestsFor(a.token)).toHaveLength(0)
-    expect(requestsFor(b.token)).toHaveLength(0)
+    expect(requestsFor(b.token)).toHaveLength(1)
   })
 
   it('answers not_configured without push credentials', async () => {
