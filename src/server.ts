@@ -20,7 +20,17 @@ async function main(): Promise<void> {
     throw err
   }
 
-  const app = await buildApp(config)
+  let app
+  try {
+    app = await buildApp(config)
+  } catch (err) {
+    // Checks that need the database or the keys (Enrollment SSO documents, stored keys) end the same way.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${err.message}\n`)
+      process.exit(1)
+    }
+    throw err
+  }
   let closing = false
   const shutdown = (signal: string) => {
     if (closing) return

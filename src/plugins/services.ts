@@ -7,7 +7,8 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { serverUrls, type ServerUrls } from '../protocol/urls.js'
 import { createServices, type Services } from '../services/index.js'
-import { ensureDefaultTeam } from '../storage/teams.js'
+import { ConfigError } from '../config/index.js'
+import { allTeams, ensureDefaultTeam } from '../storage/teams.js'
 import type { Team } from '../storage/types.js'
 
 declare module 'fastify' {
@@ -23,7 +24,19 @@ export default fp(
     const urls = serverUrls(app.config.serverUrl)
     app.decorate('urls', urls)
     app.decorate('defaultTeam', await ensureDefaultTeam(app.db.prisma))
-    app.decorate('services', createServices({ db: app.db.prisma, config: app.config, keys: app.keys, urls, log: app.log }))
+    const services = createServices({ db: app.db.prisma, config: app.config, keys: app.keys, urls, log: app.log })
+    app.decorate('services', services)
+    // The server's Enrollment SSO documents must obey Apple's rules before any device sees them: a device
+    // that dislikes one cancels the enrollment silently (PROTOCOL.md section 5).
+    if (app.config.esso) {
+      const problems = services.esso.problems(app.config.esso)
+      if (problems.length) throw new ConfigError('ESSO_EXTENSIBLE_SSO', `the Enrollment SSO document would break Apple's rules: ${problems.join('; ')}`)
+    }
+    // A team's declaration set changes with the ESSO settings of this start: its enrollments are told.
+    for (const team of await allTeams(app.db.prisma)) {
+      const told = await services.declarations.sync(team)
+      if (told) app.log.info({ teamId: team.id, enrollments: told }, 'declarations changed: DeclarativeManagement queued')
+    }
     // Before the database closes (onClose hooks run in reverse order of registration): pushes in flight
     // record their outcome, then the APNs connection ends.
     app.addHook('onClose', async () => app.services.push.close())

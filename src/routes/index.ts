@@ -9,6 +9,7 @@
 import type { FastifyInstance } from 'fastify'
 import adminRoutes from './admin/index.js'
 import enrollmentRoutes from './enroll/index.js'
+import essoRoutes from './esso/index.js'
 import healthRoutes from './health/index.js'
 import mdmRoutes from './mdm/index.js'
 import oauth2Routes from './oauth2/index.js'
@@ -19,6 +20,7 @@ export default async function routes(app: FastifyInstance) {
   await app.register(healthRoutes)
   await app.register(oauth2Routes)
   await app.register(enrollmentRoutes)
+  await app.register(essoRoutes)
   await app.register(ssoRoutes)
   await app.register(scepRoutes)
   await app.register(mdmRoutes)

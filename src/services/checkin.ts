@@ -11,7 +11,7 @@
  */
 import { BadRequestError, NotFoundError } from '../errors.js'
 import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
-import { emptyDeclarationItemsResponse, emptyTokensResponse, parseDeclarativeEndpoint } from '../protocol/declarations.js'
+import { parseDeclarativeEndpoint } from '../protocol/declarations.js'
 import { modelFamilyOfProduct } from '../protocol/discovery.js'
 import {
   checkOutEnrollment,
@@ -28,8 +28,10 @@ import {
 } from '../storage/enrollments.js'
 import type { Tx } from '../storage/database.js'
 import { findProfile } from '../storage/profiles.js'
+import { findTeam } from '../storage/teams.js'
 import type { DeviceCertificate, MdmEnrollment } from '../storage/types.js'
 import { findAccessTokenById } from '../storage/users.js'
+import type { DeclarationService } from './declarations.js'
 import { holdNote, refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
 import { checkBearer, identifyDevice, interactiveSignInTime, type IdentityInput, type UserBinding } from './mdm-identity.js'
 
@@ -56,7 +58,7 @@ export interface CheckinService {
   unsupported(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
 }
 
-export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinService {
+export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarations: DeclarationService): CheckinService {
   const { db } = deps
   const { reauthenticate, boundEnrollment, live, admit, bindingOf, seenUpdate } = access
 
@@ -166,23 +168,31 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess): CheckinS
       })
     },
 
-    /** The empty declaration set until declarations are served (PROTOCOL.md section 9). */
+    /** The team's declaration set (services/declarations.ts), PROTOCOL.md section 9. */
     async declarativeManagement(request) {
       const now = request.now ?? new Date()
       const { enrollment, decision } = await admit(request, now)
       if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
       await touchEnrollment(db, enrollment.id, seenUpdate(enrollment, decision, now))
+      const team = await findTeam(db, enrollment.teamId)
+      if (!team) throw new Error(`team ${enrollment.teamId} of enrollment ${enrollment.id} no longer exists`)
       const endpoint = parseDeclarativeEndpoint(request.message.Endpoint)
       switch (endpoint.kind) {
         case 'tokens':
-          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: emptyTokensResponse(enrollment.authenticatedAt) } }
+          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: await declarations.tokens(team, enrollment.authenticatedAt) } }
         case 'declaration-items':
-          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: emptyDeclarationItemsResponse() } }
-        case 'status':
+          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: await declarations.items(team) } }
+        case 'status': {
+          const channel = await findChannel(db, enrollment.id, channelId(request.message))
+          if (channel) await declarations.storeStatus(channel.id, request.message.Data, now)
           // "Get the device status": the server answers 204 No Content.
           return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'empty', status: 204 } }
-        case 'declaration':
+        }
+        case 'declaration': {
+          const found = await declarations.find(team, endpoint.type, endpoint.identifier)
+          if (found) return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: found } }
           throw new NotFoundError(`no ${endpoint.type} declaration ${JSON.stringify(endpoint.identifier.slice(0, 64))}`, { publicMessage: 'No such declaration' })
+        }
         case 'unknown':
           throw new NotFoundError(`unknown declarative management endpoint ${JSON.stringify(request.message.Endpoint.slice(0, 64))}`, { publicMessage: 'No such declarative management endpoint' })
       }

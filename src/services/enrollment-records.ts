@@ -30,6 +30,9 @@ export interface ChannelView {
   last_seen_at: string
   token_updated_at: string | null
   push: { has_token: boolean; status: string | null; status_at: string | null; error: string | null; token_invalid_at: string | null }
+  /** The latest declarative-management status report, decoded. */
+  ddm_status: unknown
+  ddm_status_at: string | null
 }
 
 export interface EnrollmentView {
@@ -100,6 +103,8 @@ export function createEnrollmentRecords(deps: { db: Client; config: Config; noti
           last_seen_at: c.lastSeenAt.toISOString(),
           token_updated_at: iso(c.tokenUpdatedAt),
           push: { has_token: c.pushToken !== null, status: c.pushStatus, status_at: iso(c.pushStatusAt), error: c.pushError, token_invalid_at: iso(c.pushTokenInvalidAt) },
+          ddm_status: c.ddmStatus ?? null,
+          ddm_status_at: iso(c.ddmStatusAt),
         })),
       }
     })

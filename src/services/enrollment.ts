@@ -15,6 +15,7 @@ import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
 import { teamOfUrl } from '../storage/teams.js'
 import type { Team } from '../storage/types.js'
+import type { EssoService } from './esso.js'
 import type { ServerKeys } from './keys.js'
 import { assignedManagedAppleId, issueProfile, reissueProfile, type IssuedProfile } from './profiles.js'
 import { bearerToken, checkTokenForEnrollment, findAccessToken, type TokenRefusal } from './tokens.js'
@@ -26,6 +27,8 @@ export interface EnrollmentDeps {
   urls: ServerUrls
   /** The OIDC provider for teams that sign in with `oauth2`; null when none is configured. */
   oidc: OidcClient | null
+  /** Enrollment SSO headers on the enroll 401. */
+  esso?: EssoService
 }
 
 /**
@@ -80,7 +83,7 @@ export interface EnrollmentService {
  * while the IdP cannot be reached the answer is 503 (the device retries), never a challenge the device
  * could not follow.
  */
-export async function enrollChallenge(deps: Pick<EnrollmentDeps, 'urls' | 'config' | 'oidc'>, team: Team): Promise<Record<string, string>> {
+export async function enrollChallenge(deps: Pick<EnrollmentDeps, 'urls' | 'config' | 'oidc' | 'esso'>, team: Team, device?: DeviceAttributes): Promise<Record<string, string>> {
   const { urls, config, oidc } = deps
   const method = team.authMethod ?? config.authMethod
   let challenge: SignInChallenge
@@ -99,9 +102,11 @@ export async function enrollChallenge(deps: Pick<EnrollmentDeps, 'urls' | 'confi
   } else {
     challenge = { method: 'apple-as-web', url: urls.ssoPage(team.enrollmentToken) }
   }
-  const headers: Record<string, string> = { 'www-authenticate': wwwAuthenticate(challenge) }
-  // Enrollment SSO (PROTOCOL.md section 5) adds `x-apple-mdm-esso` (or `x-apple-mdm-esso-developer`) here.
-  return headers
+  // Enrollment SSO (PROTOCOL.md section 5): `x-apple-mdm-esso` (or `x-apple-mdm-esso-developer`) on the
+  // enroll 401 of a team that has it, for a device that has it. A re-authentication on check-in (no device
+  // attributes) never carries it: the device is enrolled already.
+  const esso = device && deps.esso ? deps.esso.challengeHeaders(team, device) : {}
+  return { 'www-authenticate': wwwAuthenticate(challenge), ...esso }
 }
 
 export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService {
@@ -159,7 +164,7 @@ export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService
       const device = checkDevice(request.body)
       const challenge = async (reason: Extract<EnrollOutcome, { kind: 'challenge' }>['reason']): Promise<EnrollOutcome> => ({
         kind: 'challenge',
-        headers: await enrollChallenge(deps, team),
+        headers: await enrollChallenge(deps, team, device),
         reason,
         device,
       })

@@ -11,9 +11,11 @@ import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
 import { createCheckinService, type CheckinService } from './checkin.js'
 import { createCommandService, type CommandService } from './commands.js'
+import { createDeclarationService, type DeclarationService } from './declarations.js'
 import { createDiscoveryService, type DiscoveryService } from './discovery.js'
 import { createEnrollmentRecords, type EnrollmentRecords } from './enrollment-records.js'
 import { createEnrollmentService, type EnrollmentService } from './enrollment.js'
+import { createEssoService, type EssoService } from './esso.js'
 import type { ServerKeys } from './keys.js'
 import { createMdmAccess } from './mdm-access.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
@@ -39,6 +41,8 @@ export interface Services {
   scep: ScepService
   checkin: CheckinService
   commands: CommandService
+  esso: EssoService
+  declarations: DeclarationService
   enrollments: EnrollmentRecords
   /** APNs wake-up pushes; close() it when the app closes. */
   push: PushService
@@ -49,20 +53,25 @@ export interface Services {
 export function createServices(deps: ServiceDeps): Services {
   // One OIDC client per process: it caches the IdP's discovery document and JWKS.
   const oidc = deps.config.oidc ? new OidcClient(deps.config.oidc) : null
-  const enrollment = createEnrollmentService({ ...deps, oidc })
+  const esso = createEssoService(deps)
+  const enrollment = createEnrollmentService({ ...deps, oidc, esso })
   // Re-authentication on check-in answers with exactly the enroll endpoint's challenge.
   const mdm = { ...deps, challenge: enrollment.challenge }
   const access = createMdmAccess(mdm)
   // New commands and removals push the device's channels.
   const push = createPushService(deps)
+  const commands = createCommandService(mdm, access, push)
+  const declarations = createDeclarationService({ ...deps, esso, commands: () => commands })
   return {
     discovery: createDiscoveryService(deps),
     enrollment,
     oauth2: createOAuth2Service({ ...deps, oidc }),
     sso: createSsoService(deps),
     scep: new ScepService(deps),
-    checkin: createCheckinService(mdm, access),
-    commands: createCommandService(mdm, access, push),
+    checkin: createCheckinService(mdm, access, declarations),
+    commands,
+    esso,
+    declarations,
     enrollments: createEnrollmentRecords({ ...deps, notifier: push }),
     push,
     teams: createTeamService(deps),

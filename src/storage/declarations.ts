@@ -3,7 +3,7 @@
  * Enrollment SSO settings, the token of the team's declaration set as last served, and each channel's
  * latest status report.
  */
-import type { Prisma } from '../generated/prisma/client.js'
+import { Prisma } from '../generated/prisma/client.js'
 import type { Client, Db } from './database.js'
 import type { TeamDeclaration } from './types.js'
 
@@ -34,8 +34,8 @@ export async function deleteTeamDeclaration(db: Db, teamId: string, identifier: 
 }
 
 /** The team's own ESSO settings (null: the server's). */
-export function setTeamEssoSettings(db: Db, teamId: string, settings: Prisma.InputJsonValue | null) {
-  return db.team.update({ where: { id: teamId }, data: { essoSettings: settings ?? (null as unknown as Prisma.InputJsonValue) } })
+export function setTeamEssoSettings(db: Db, teamId: string, settings: object | null) {
+  return db.team.update({ where: { id: teamId }, data: { essoSettings: settings === null ? Prisma.DbNull : (settings as Prisma.InputJsonValue) } })
 }
 
 /**

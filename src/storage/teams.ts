@@ -106,3 +106,8 @@ export async function rotateEnrollmentToken(db: Client, id: string): Promise<Tea
     return count === 0 ? null : tx.team.findUniqueOrThrow({ where: { id } })
   })
 }
+
+/** Every team, oldest first (start-up work over all teams: there are few). */
+export function allTeams(db: Db): Promise<Team[]> {
+  return db.team.findMany({ orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] })
+}

@@ -19,6 +19,8 @@ const channel = z.object({
   last_seen_at: z.string(),
   token_updated_at: z.string().nullable(),
   push: z.object({ has_token: z.boolean(), status: z.string().nullable(), status_at: z.string().nullable(), error: z.string().nullable(), token_invalid_at: z.string().nullable() }),
+  ddm_status: z.unknown().describe('the latest declarative-management status report, decoded'),
+  ddm_status_at: z.string().nullable(),
 })
 
 export const enrollmentView = z

@@ -14,6 +14,7 @@ import { TooManyRequestsError } from '../../errors.js'
 import { UnauthorizedError } from './audit.js'
 import { ADMIN_PREFIX } from '../../plugins/openapi.js'
 import commandRoutes from './commands.js'
+import declarationRoutes from './declarations.js'
 import enrollmentRoutes from './enrollments.js'
 import pushRoutes from './push.js'
 import teamRoutes from './teams.js'
@@ -42,6 +43,7 @@ export default async function adminRoutes(app: FastifyInstance) {
       await scope.register(enrollmentRoutes)
       await scope.register(commandRoutes)
       await scope.register(pushRoutes)
+      await scope.register(declarationRoutes)
     },
     { prefix: ADMIN_PREFIX },
   )
