@@ -136,7 +136,7 @@ describe('row 12: reports about commands this server did not send', () => {
     for (const d of [b, b, a]) expect((await d.idle(undefined, { Status: 'Acknowledged', CommandUUID: uuid })).statusCode).toBe(200)
     expect(await structure()).toEqual(before)
     const note = t.logs().find((l) => (l.mdm as { reportStatus?: string } | undefined)?.reportStatus === 'NotNow')
-    expect((note!.mdm as { note: string }).note).toMatch(/did not send: ignored/)
+    expect((note!.mdm as { note: string }).note).toMatch(/was not sent: ignored/)
   })
 })
 
