@@ -56,6 +56,7 @@ const envSchema = z.object({
     .optional(),
   ENROLL_DEVICE_SIGNATURE: z.enum(['strict', 'log']).default('strict'),
   ENROLL_RATE_LIMIT: int(1, 1_000_000).default(120),
+  ENROLL_DEVICE_TEAMS: z.string().optional(),
   ENROLL_DOMAINS: z.string().optional(),
   ENROLL_MODEL_FAMILIES: z.string().default(USER_ENROLLMENT_FAMILIES.join(',')),
   MANAGED_APPLE_ID_SOURCE: z.enum(['auto', 'email', 'user-identifier']).default('auto'),
@@ -152,6 +153,8 @@ export interface Config {
     managedAppleIdSource: 'auto' | 'email' | 'user-identifier'
     /** Requests per minute per client address on discovery and on the enroll endpoint (each its own count). */
     rateLimitPerMinute: number
+    /** Teams (by name, created when missing) set at start to account-driven device enrollment. */
+    deviceTeams: string[]
   }
   /** Validity of the device identity certificates the SCEP CA issues, in days. */
   scepCertValidityDays: number
@@ -268,6 +271,7 @@ export function loadConfig(env: Environment = process.env): Config {
       modelFamilies: parseModelFamilies(e.ENROLL_MODEL_FAMILIES),
       managedAppleIdSource: e.MANAGED_APPLE_ID_SOURCE,
       rateLimitPerMinute: e.ENROLL_RATE_LIMIT,
+      deviceTeams: parseTeamNames(e.ENROLL_DEVICE_TEAMS),
     },
     scepCertValidityDays: e.SCEP_CERT_VALIDITY_DAYS,
     keys: {
@@ -307,6 +311,15 @@ function parseEnrollDomains(value: string): { domain: string; team?: string }[] 
   }
   if (out.length === 0) throw new ConfigError('ENROLL_DOMAINS', 'lists no domain (leave it unset to serve every domain)')
   return out
+}
+
+/** `Corporate, Kiosks`: team names, each 1 to 200 characters. */
+function parseTeamNames(value: string | undefined): string[] {
+  if (value === undefined) return []
+  const names = [...new Set(value.split(',').map((s) => s.trim()).filter(Boolean))]
+  for (const n of names) if (n.length > 200 || /[\u0000-\u001f]/.test(n)) throw new ConfigError('ENROLL_DEVICE_TEAMS', `"${n.slice(0, 40)}" is not a team name (1 to 200 characters)`)
+  if (names.length === 0) throw new ConfigError('ENROLL_DEVICE_TEAMS', 'lists no team (leave it unset for user enrollment everywhere)')
+  return names
 }
 
 function parseModelFamilies(value: string): ModelFamily[] {

@@ -8,7 +8,7 @@ import fp from 'fastify-plugin'
 import { serverUrls, type ServerUrls } from '../protocol/urls.js'
 import { createServices, type Services } from '../services/index.js'
 import { ConfigError } from '../config/index.js'
-import { allTeams, ensureDefaultTeam } from '../storage/teams.js'
+import { allTeams, ensureDefaultTeam, ensureTeamNamed, findTeam, setTeamEnrollmentType } from '../storage/teams.js'
 import type { Team } from '../storage/types.js'
 
 declare module 'fastify' {
@@ -23,7 +23,7 @@ export default fp(
   async (app: FastifyInstance) => {
     const urls = serverUrls(app.config.serverUrl)
     app.decorate('urls', urls)
-    app.decorate('defaultTeam', await ensureDefaultTeam(app.db.prisma))
+    const defaultTeam = await ensureDefaultTeam(app.db.prisma)
     const services = createServices({ db: app.db.prisma, config: app.config, keys: app.keys, urls, log: app.log })
     app.decorate('services', services)
     // The server's Enrollment SSO documents must obey Apple's rules before any device sees them: a device
@@ -32,6 +32,16 @@ export default fp(
       const problems = services.esso.problems(app.config.esso)
       if (problems.length) throw new ConfigError('ESSO_EXTENSIBLE_SSO', `the Enrollment SSO document would break Apple's rules: ${problems.join('; ')}`)
     }
+    // ENROLL_DEVICE_TEAMS: these teams enroll organisation-owned devices (account-driven device enrollment).
+    for (const name of app.config.enrollment.deviceTeams) {
+      const team = await ensureTeamNamed(app.db.prisma, name)
+      if (team.enrollmentType !== 'device') {
+        await setTeamEnrollmentType(app.db.prisma, team.id, 'device')
+        app.log.info({ teamId: team.id, name }, 'team set to account-driven device enrollment (ENROLL_DEVICE_TEAMS)')
+      }
+    }
+    // After ENROLL_DEVICE_TEAMS, which may name the Default team.
+    app.decorate('defaultTeam', (await findTeam(app.db.prisma, defaultTeam.id)) ?? defaultTeam)
     // A team's declaration set changes with the ESSO settings of this start: its enrollments are told.
     for (const team of await allTeams(app.db.prisma)) {
       const told = await services.declarations.sync(team)

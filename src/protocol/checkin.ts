@@ -4,8 +4,11 @@
  * https://developer.apple.com/documentation/devicemanagement/check-in and Apple's schema in
  * github.com/apple/device-management (mdm/checkin/*.yaml). PROTOCOL.md section 8.
  *
- * This server only serves account-driven user enrollment: every message must carry an EnrollmentID
- * (never a UDID or serial number). macOS sends EnrollmentUserID on the user channel.
+ * Account-driven enrollment comes in two forms. A user-enrolled device names itself by EnrollmentID
+ * (never a UDID or serial number) and macOS adds EnrollmentUserID on the user channel; a device-enrolled
+ * one (ADDE) by its UDID, and macOS adds UserID on the user channel. Parsed messages carry the identifier
+ * as `EnrollmentID` (and the user's as `EnrollmentUserID`) either way, so the rest of the server has one
+ * name for "the device" and "the user channel"; `isDeviceEnrollment` says which form the device used.
  */
 import { z } from 'zod'
 import { BadRequestError } from '../errors.js'
@@ -18,6 +21,7 @@ const identifier = z.string().min(1).max(256)
 const channel = {
   EnrollmentID: identifier,
   EnrollmentUserID: identifier.optional(),
+  UDID: identifier.optional(),
 }
 
 /** https://developer.apple.com/documentation/devicemanagement/authenticate */
@@ -31,6 +35,8 @@ export const Authenticate = z.looseObject({
   Model: z.string().max(128).optional(),
   ModelName: z.string().max(128).optional(),
   DeviceName: z.string().max(256).optional(),
+  /** Device enrollment only (ADDE): with UDID, which names the device in place of EnrollmentID. */
+  SerialNumber: z.string().max(64).optional(),
 })
 
 /** https://developer.apple.com/documentation/devicemanagement/token-update */
@@ -102,23 +108,41 @@ function describe(error: z.ZodError): string {
   return `${where}: ${issue.message}`
 }
 
-function requireUserEnrollment(dict: PlistDict): void {
-  if (typeof dict.EnrollmentID !== 'string' && typeof dict.UDID === 'string') {
-    throw new CheckinFormatError('this server serves user enrollments only: the message carries a UDID and no EnrollmentID')
-  }
+/** Messages of device-enrolled devices (UDID, no EnrollmentID), as parsed. */
+const deviceEnrolled = new WeakSet<object>()
+
+/** True when the device named itself by UDID (account-driven device enrollment), not EnrollmentID. */
+export function isDeviceEnrollment(message: object): boolean {
+  return deviceEnrolled.has(message)
+}
+
+/**
+ * A device-enrolled device's UDID becomes the message's EnrollmentID, and its macOS UserID the
+ * EnrollmentUserID, before validation. A message with neither EnrollmentID nor UDID is refused by it.
+ */
+function identify(dict: PlistDict): { dict: PlistDict; device: boolean } {
+  if (typeof dict.EnrollmentID === 'string' || typeof dict.UDID !== 'string') return { dict, device: false }
+  const out: PlistDict = { ...dict, EnrollmentID: dict.UDID }
+  if (typeof dict.UserID === 'string' && dict.EnrollmentUserID === undefined) out.EnrollmentUserID = dict.UserID
+  return { dict: out, device: true }
+}
+
+function remember<T extends object>(value: T, device: boolean): T {
+  if (device) deviceEnrolled.add(value)
+  return value
 }
 
 /** Parses and validates a check-in body. Throws a 400 error with a clear message when it is not valid. */
 export function parseCheckin(body: Uint8Array, limits?: PlistLimits): CheckinMessage {
   const dict = parsePlistDict(body, limits)
   if (typeof dict.MessageType !== 'string') throw new CheckinFormatError('MessageType is missing')
-  requireUserEnrollment(dict)
-  const parsed = CheckinMessage.safeParse(dict)
+  const { dict: named, device } = identify(dict)
+  const parsed = CheckinMessage.safeParse(named)
   if (!parsed.success) {
     if (!KNOWN_MESSAGE_TYPES.has(dict.MessageType)) throw new CheckinFormatError(`unknown MessageType ${JSON.stringify(dict.MessageType.slice(0, 64))}`, 'unknown MessageType')
     throw new CheckinFormatError(`${dict.MessageType}: ${describe(parsed.error)}`)
   }
-  return parsed.data
+  return remember(parsed.data, device)
 }
 
 /** https://developer.apple.com/documentation/devicemanagement/errorchainitem */
@@ -146,10 +170,10 @@ export type CommandReport = z.infer<typeof CommandReport>
 
 export function parseCommandReport(body: Uint8Array, limits?: PlistLimits): { report: CommandReport; raw: PlistDict } {
   const dict = parsePlistDict(body, limits)
-  requireUserEnrollment(dict)
-  const parsed = CommandReport.safeParse(dict)
+  const { dict: named, device } = identify(dict)
+  const parsed = CommandReport.safeParse(named)
   if (!parsed.success) throw new CheckinFormatError(`command report: ${describe(parsed.error)}`)
-  return { report: parsed.data, raw: dict }
+  return { report: remember(parsed.data, device), raw: dict }
 }
 
 /** The channel a message belongs to: the device, or (macOS) a user on it. */

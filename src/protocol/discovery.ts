@@ -15,13 +15,15 @@ export type ModelFamily = (typeof USER_ENROLLMENT_FAMILIES)[number]
 
 /** `Version` for user enrollment; the profile's EnrollmentMode must be `BYOD` to match it. */
 export const BYOD_VERSION = 'mdm-byod'
+/** `Version` for account-driven device enrollment; the profile's EnrollmentMode must be `ADDE`. */
+export const ADDE_VERSION = 'mdm-adde'
 
 export interface WellKnownResponse {
-  Servers: [{ Version: typeof BYOD_VERSION; BaseURL: string }]
+  Servers: [{ Version: typeof BYOD_VERSION | typeof ADDE_VERSION; BaseURL: string }]
 }
 
-export function wellKnownResponse(baseUrl: string): WellKnownResponse {
-  return { Servers: [{ Version: BYOD_VERSION, BaseURL: baseUrl }] }
+export function wellKnownResponse(baseUrl: string, enrollmentType: 'user' | 'device' = 'user'): WellKnownResponse {
+  return { Servers: [{ Version: enrollmentType === 'device' ? ADDE_VERSION : BYOD_VERSION, BaseURL: baseUrl }] }
 }
 
 /**

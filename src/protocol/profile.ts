@@ -22,8 +22,13 @@ export interface EnrollmentProfileSpec {
   displayName: string
   organization: string
   mdm: {
-    /** `BYOD` matches discovery's `mdm-byod`; anything else makes the device cancel. */
-    enrollmentMode: 'BYOD'
+    /**
+     * `BYOD` (user enrollment) matches discovery's `mdm-byod`, `ADDE` (device enrollment) its `mdm-adde`;
+     * a mismatch makes the device cancel.
+     */
+    enrollmentMode: 'BYOD' | 'ADDE'
+    /** Device enrollment only: the rights the MDM server has (com.apple.mdm.yaml AccessRights); never with BYOD. */
+    accessRights?: number | null
     assignedManagedAppleId: string
     serverUrl: string
     checkInUrl?: string | null
@@ -54,6 +59,12 @@ function payloadKeys(type: string, identifier: string, uuid: string, displayName
   return { PayloadType: type, PayloadVersion: 1, PayloadIdentifier: identifier, PayloadUUID: uuid, PayloadDisplayName: displayName }
 }
 
+/**
+ * Every right of com.apple.mdm.yaml's AccessRights (1 | 2 | ... | 4096): the server of an
+ * organisation-owned device may inspect and install profiles, lock, erase, query and manage apps.
+ */
+export const ALL_ACCESS_RIGHTS = 8191
+
 export function buildEnrollmentProfile(spec: EnrollmentProfileSpec): PlistDict {
   const scep: PlistDict = {
     ...payloadKeys('com.apple.security.scep', `${spec.payloadIdentifier}.scep`, spec.scepPayloadUuid, 'Device identity'),
@@ -75,7 +86,9 @@ export function buildEnrollmentProfile(spec: EnrollmentProfileSpec): PlistDict {
     ...payloadKeys('com.apple.mdm', `${spec.payloadIdentifier}.mdm`, spec.mdmPayloadUuid, 'Device management'),
     EnrollmentMode: m.enrollmentMode,
     AssignedManagedAppleID: m.assignedManagedAppleId,
-    // AccessRights must stay absent: with BYOD the device cancels when it is present.
+    // AccessRights must stay absent with BYOD: the device cancels when it is present. Device enrollment
+    // carries the rights the server is granted.
+    ...(m.enrollmentMode === 'ADDE' && m.accessRights ? { AccessRights: m.accessRights } : {}),
     IdentityCertificateUUID: spec.scepPayloadUuid,
     Topic: m.topic,
     ServerURL: m.serverUrl,
@@ -84,7 +97,8 @@ export function buildEnrollmentProfile(spec: EnrollmentProfileSpec): PlistDict {
     CheckOutWhenRemoved: m.checkOutWhenRemoved,
     ServerCapabilities: m.serverCapabilities,
   }
-  // No PayloadRemovalDisallowed: user enrollment forbids it; the user can always remove the profile.
+  // No PayloadRemovalDisallowed: user enrollment forbids it, and account-driven device enrollment lets the
+  // user remove the enrollment as well.
   return {
     ...payloadKeys('Configuration', spec.payloadIdentifier, spec.payloadUuid, spec.displayName),
     PayloadOrganization: spec.organization,

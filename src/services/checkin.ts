@@ -10,7 +10,7 @@
  * user's token). A re-authentication is an answer, not an error: the route sends 401 with `headers`.
  */
 import { BadRequestError, NotFoundError } from '../errors.js'
-import { channelId, type Authenticate, type CheckinMessage, type CheckOut, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
+import { channelId, isDeviceEnrollment, type Authenticate, type CheckinMessage, type CheckOut, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
 import { parseDeclarativeEndpoint } from '../protocol/declarations.js'
 import { modelFamilyOfProduct } from '../protocol/discovery.js'
 import {
@@ -104,6 +104,14 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
       // The topic is the one the enrollment profile was issued with (it can never change).
       const profile = device.enrollmentProfileId ? await findProfile(db, device.enrollmentProfileId) : null
       if (profile && profile.topic !== message.Topic) throw new BadRequestError('Topic is not the one of the enrollment profile', { code: 'topic_mismatch' })
+      // A device enrolled with EnrollmentMode ADDE names itself by UDID, with BYOD by EnrollmentID.
+      const deviceEnrolled = isDeviceEnrollment(message)
+      if (profile && (profile.enrollmentMode === 'ADDE') !== deviceEnrolled) {
+        throw new BadRequestError(
+          `the enrollment profile is for ${profile.enrollmentMode === 'ADDE' ? 'device enrollment (UDID)' : 'user enrollment (EnrollmentID)'} but the device sent ${deviceEnrolled ? 'a UDID' : 'an EnrollmentID'}`,
+          { code: 'enrollment_type_mismatch' },
+        )
+      }
 
       const issuedFor = await findAccessTokenById(db, device.accessTokenId)
       if (!issuedFor) throw refuse(`the access token certificate ${device.id} was issued for no longer exists`, 'not_authenticated')
@@ -118,6 +126,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
         signedInAt: decision.presented?.signedInAt ?? binding.signedInAt,
         topic: message.Topic,
         device: deviceReport(message),
+        enrollmentType: deviceEnrolled ? 'device' : 'user',
         now,
       })
       if (created) return { kind: 'ok', enrollment: created.id, note: 'enrollment created' }
@@ -271,5 +280,13 @@ function deviceReport(message: Authenticate): DeviceReport {
     const value = message[key]
     if (typeof value === 'string') info[key] = value
   }
-  return { productName: message.ProductName, osVersion: message.OSVersion, buildVersion: message.BuildVersion, info }
+  const device = isDeviceEnrollment(message)
+  return {
+    productName: message.ProductName,
+    osVersion: message.OSVersion,
+    buildVersion: message.BuildVersion,
+    info,
+    // Device enrollment only: user enrollment never reveals them (PROTOCOL.md section 8).
+    ...(device ? { udid: message.EnrollmentID, serialNumber: message.SerialNumber } : {}),
+  }
 }

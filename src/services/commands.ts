@@ -104,10 +104,11 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
     return channel
   }
 
-  async function recordReport(channel: MdmChannel, report: CommandReport, now: Date): Promise<ReportOutcome | undefined> {
+  async function recordReport(channel: MdmChannel, report: CommandReport, raw: PlistDict, now: Date): Promise<ReportOutcome | undefined> {
     if (report.Status === 'Idle' || !report.CommandUUID) return undefined
     if (report.Status === 'NotNow') return putAside(db, channel.id, report.CommandUUID, now)
-    return storeResult(db, channel.id, report.CommandUUID, FINAL[report.Status]!, reportToJson(report as unknown as PlistDict) as object, now)
+    // Stored as the device sent it.
+    return storeResult(db, channel.id, report.CommandUUID, FINAL[report.Status]!, reportToJson(raw) as object, now)
   }
 
   return {
@@ -121,7 +122,7 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
       await touchEnrollment(db, enrollment.id, access.seenUpdate(enrollment, decision, now))
       await touchChannel(db, channel.id, now)
 
-      const outcome = await recordReport(channel, request.message, now)
+      const outcome = await recordReport(channel, request.message, request.raw ?? (request.message as unknown as PlistDict), now)
       // Devices resend results; a CommandUUID this channel was never sent changes nothing (SECURITY.md rows 11, 12).
       const note = outcome === 'unknown' ? 'result for a command this channel was not sent: ignored' : outcome === 'duplicate' ? 'result already stored: ignored' : undefined
       const held = holdNote(decision)
@@ -153,7 +154,7 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
           platform: platformOf(enrollment.productName ?? undefined),
           osVersion: enrollment.osVersion ?? undefined,
           channel: channel.enrollmentUserId ? 'user' : 'device',
-          enrollment: 'user',
+          enrollment: enrollment.enrollmentType === 'device' ? 'device' : 'user',
         })
         if (!rule.ok) throw new BadRequestError(enrollmentIds.length > 1 ? `enrollment ${id}: ${rule.rule}` : rule.rule, { code: 'command_not_allowed' })
         rows.push({

@@ -75,7 +75,7 @@ export function createDiscoveryService({ db, config, urls }: DiscoveryDeps): Dis
       }
       const team = teamId ? await findTeam(db, teamId) : await teamOfUrl(db, null)
       if (!team) throw new Error(`the team for ${id.domain} no longer exists; restart the server to create it again`)
-      return { response: wellKnownResponse(urls.enroll(team.enrollmentToken)), team }
+      return { response: wellKnownResponse(urls.enroll(team.enrollmentToken), team.enrollmentType === 'device' ? 'device' : 'user'), team }
     },
   }
 }

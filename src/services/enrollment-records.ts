@@ -40,7 +40,7 @@ export interface EnrollmentView {
   enrollment_id: string
   status: EnrollmentStatus
   stale: boolean
-  enrollment_type: 'user'
+  enrollment_type: 'user' | 'device'
   user: { id: string; email: string | null; display_name: string | null }
   team: { id: string; name: string | null }
   device: Record<string, string | null>
@@ -85,10 +85,11 @@ export function createEnrollmentRecords(deps: { db: Client; config: Config; noti
         enrollment_id: r.enrollmentId,
         status: r.status as EnrollmentStatus,
         stale: inUse && r.lastSeenAt.getTime() < cutoff,
-        enrollment_type: 'user',
+        enrollment_type: r.enrollmentType === 'device' ? 'device' : 'user',
         user: { id: r.userId, email: user?.email ?? null, display_name: user?.displayName ?? null },
         team: { id: r.teamId, name: owners.teams.get(r.teamId)?.name ?? null },
-        device: { product_name: r.productName, os_version: r.osVersion, build_version: r.buildVersion, ...deviceInfo(r.deviceInfo) },
+        // Device enrollment only: user enrollment never reveals the UDID or serial number.
+        device: { product_name: r.productName, os_version: r.osVersion, build_version: r.buildVersion, ...deviceInfo(r.deviceInfo), ...(r.enrollmentType === 'device' ? { udid: r.udid, serial_number: r.serialNumber } : {}) },
         authenticated_at: r.authenticatedAt.toISOString(),
         activated_at: iso(r.activatedAt),
         checked_out_at: iso(r.checkedOutAt),

@@ -185,7 +185,7 @@ export function createEnrollmentService(deps: EnrollmentDeps): EnrollmentService
       }
 
       // One profile per token, decided atomically with the record (storage/profiles.ts).
-      const profile = await issueProfile(deps, db, { token, assignedManagedAppleId: managedAppleId, device, now })
+      const profile = await issueProfile(deps, db, { token, assignedManagedAppleId: managedAppleId, device, enrollmentType: team.enrollmentType === 'device' ? 'device' : 'user', now })
       return profile ? { kind: 'profile', profile, device } : challenge('profile_already_issued')
     },
 

@@ -6,6 +6,7 @@
  */
 import type { Config } from '../config/index.js'
 import { ForbiddenError } from '../errors.js'
+import { isDeviceEnrollment } from '../protocol/checkin.js'
 import type { PlistDict } from '../protocol/plist.js'
 import type { Client } from '../storage/database.js'
 import { enrollmentForCertificate } from '../storage/enrollments.js'
@@ -27,6 +28,8 @@ export interface MdmDeps {
 export interface MdmRequest<M> {
   device: DeviceCertificate
   message: M
+  /** The plist exactly as the device sent it (the message names the device EnrollmentID either way). */
+  raw?: PlistDict
   authorization?: string
   now?: Date
 }
@@ -103,8 +106,8 @@ export function createMdmAccess(deps: MdmDeps): MdmAccess {
     async boundEnrollment(device, message) {
       const enrollment = await enrollmentForCertificate(db, device)
       if (!enrollment) throw refuse(`certificate ${device.id} has not sent Authenticate`, 'not_authenticated')
-      if (enrollment.enrollmentId !== message.EnrollmentID) {
-        throw refuse(`certificate ${device.id} belongs to enrollment ${enrollment.id}, not to the EnrollmentID in the message`)
+      if (enrollment.enrollmentId !== message.EnrollmentID || (enrollment.enrollmentType === 'device') !== isDeviceEnrollment(message)) {
+        throw refuse(`certificate ${device.id} belongs to enrollment ${enrollment.id}, not to the ${isDeviceEnrollment(message) ? 'UDID' : 'EnrollmentID'} in the message`)
       }
       return enrollment
     },

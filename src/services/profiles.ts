@@ -12,7 +12,7 @@ import { hashSecret, newSecret } from '../pki/secrets.js'
 import type { DeviceAttributes } from '../protocol/enroll-request.js'
 import { parseUserIdentifier } from '../protocol/discovery.js'
 import { buildPlist } from '../protocol/plist.js'
-import { buildEnrollmentProfile, type EnrollmentProfileSpec, type ScepSubject } from '../protocol/profile.js'
+import { ALL_ACCESS_RIGHTS, buildEnrollmentProfile, type EnrollmentProfileSpec, type ScepSubject } from '../protocol/profile.js'
 import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
 import { claimTokenForProfile, copyProfileRecord, type ProfileChallenge } from '../storage/profiles.js'
@@ -69,7 +69,7 @@ export function assignedManagedAppleId(source: Config['enrollment']['managedAppl
 export async function issueProfile(
   deps: ProfileDeps,
   db: Client,
-  params: { token: AccessToken; assignedManagedAppleId: string; device: DeviceAttributes; now: Date },
+  params: { token: AccessToken; assignedManagedAppleId: string; device: DeviceAttributes; enrollmentType: 'user' | 'device'; now: Date },
 ): Promise<IssuedProfile | undefined> {
   const { config, keys, urls } = deps
   const host = new URL(config.serverUrl).hostname
@@ -92,7 +92,9 @@ export async function issueProfile(
       checkInUrl: null,
       topic: config.apnsTopic ?? PLACEHOLDER_TOPIC,
       assignedManagedAppleId: params.assignedManagedAppleId,
-      enrollmentMode: 'BYOD',
+      // Fixed at the first issue like the other must-not-change keys: the team's type when the user signed in.
+      enrollmentMode: params.enrollmentType === 'device' ? 'ADDE' : 'BYOD',
+      accessRights: params.enrollmentType === 'device' ? ALL_ACCESS_RIGHTS : null,
       signMessage: true,
       checkOutWhenRemoved: true,
       serverCapabilities: SERVER_CAPABILITIES,
@@ -140,7 +142,7 @@ function sign(deps: ProfileDeps, record: EnrollmentProfile, challenge: string): 
 }
 
 export function specFromRecord(record: EnrollmentProfile, challenge: string): EnrollmentProfileSpec {
-  if (record.enrollmentMode !== 'BYOD') throw new Error(`enrollment profile ${record.id} has EnrollmentMode ${record.enrollmentMode}; only BYOD is built`)
+  if (record.enrollmentMode !== 'BYOD' && record.enrollmentMode !== 'ADDE') throw new Error(`enrollment profile ${record.id} has EnrollmentMode ${record.enrollmentMode}; only BYOD and ADDE are built`)
   return {
     payloadIdentifier: record.payloadIdentifier,
     payloadUuid: record.payloadUuid.toUpperCase(),
@@ -150,6 +152,7 @@ export function specFromRecord(record: EnrollmentProfile, challenge: string): En
     organization: record.organization,
     mdm: {
       enrollmentMode: record.enrollmentMode,
+      accessRights: record.accessRights,
       assignedManagedAppleId: record.assignedManagedAppleId,
       serverUrl: record.serverUrl,
       checkInUrl: record.checkInUrl,

@@ -12,10 +12,10 @@ import { wellKnownResponse, type WellKnownResponse } from '../protocol/discovery
 import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
 import type { PageAfter } from '../storage/listing.js'
-import { createTeam, findTeam, listTeams, rotateEnrollmentToken, updateTeam, type TeamAuthMethod, type TeamRefusal } from '../storage/teams.js'
+import { createTeam, findTeam, listTeams, rotateEnrollmentToken, updateTeam, type TeamAuthMethod, type TeamEnrollmentType, type TeamRefusal } from '../storage/teams.js'
 import type { Team } from '../storage/types.js'
 
-export type { TeamAuthMethod }
+export type { TeamAuthMethod, TeamEnrollmentType }
 
 export interface TeamDeps {
   db: Client
@@ -31,6 +31,7 @@ export interface TeamView {
   /** null: the server's AUTH_METHOD. */
   authMethod: TeamAuthMethod | null
   effectiveAuthMethod: TeamAuthMethod
+  enrollmentType: TeamEnrollmentType
   enrollmentToken: string
   enrollUrl: string
   discovery: WellKnownResponse
@@ -40,6 +41,7 @@ export interface TeamView {
 export interface TeamChanges {
   name?: string
   authMethod?: TeamAuthMethod | null
+  enrollmentType?: TeamEnrollmentType
 }
 
 /** What an update changed, for the audit line: only the fields that differ. */
@@ -49,7 +51,7 @@ export interface TeamService {
   /** Newest first; `limit + 1` rows say there is a next page. */
   list(query: { name?: string; after?: PageAfter; limit: number }): Promise<TeamView[]>
   get(id: string): Promise<TeamView>
-  create(input: { name: string; authMethod: TeamAuthMethod | null }): Promise<TeamView>
+  create(input: { name: string; authMethod: TeamAuthMethod | null; enrollmentType?: TeamEnrollmentType }): Promise<TeamView>
   update(id: string, changes: TeamChanges): Promise<{ team: TeamView; changed: TeamDiff }>
   /** A new enrollment token: URLs with the old one stop working. */
   rotateToken(id: string): Promise<TeamView>
@@ -65,9 +67,10 @@ export function createTeamService({ db, config, urls }: TeamDeps): TeamService {
       isDefault: team.isDefault,
       authMethod,
       effectiveAuthMethod: authMethod ?? config.authMethod,
+      enrollmentType: team.enrollmentType as TeamEnrollmentType,
       enrollmentToken: team.enrollmentToken,
       enrollUrl,
-      discovery: wellKnownResponse(enrollUrl),
+      discovery: wellKnownResponse(enrollUrl, team.enrollmentType as TeamEnrollmentType),
       createdAt: team.createdAt,
     }
   }
@@ -139,6 +142,7 @@ export function createTeamService({ db, config, urls }: TeamDeps): TeamService {
       const changed: TeamDiff = {}
       if (before.name !== after.name) changed.name = { from: before.name, to: after.name }
       if (before.authMethod !== after.authMethod) changed.authMethod = { from: before.authMethod as TeamAuthMethod | null, to: after.authMethod as TeamAuthMethod | null }
+      if (before.enrollmentType !== after.enrollmentType) changed.enrollmentType = { from: before.enrollmentType as TeamEnrollmentType, to: after.enrollmentType as TeamEnrollmentType }
       return { team: view(after), changed }
     },
 

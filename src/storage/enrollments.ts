@@ -17,6 +17,9 @@ export interface DeviceReport {
   buildVersion?: string
   /** The other device fields, as sent (DeviceName, Model, ModelName). */
   info?: Record<string, string>
+  /** Device enrollment only. */
+  udid?: string
+  serialNumber?: string
 }
 
 /** Renewals of renewals: a device renews before each expiry; far more than any enrollment lives through. */
@@ -72,6 +75,7 @@ export interface NewEnrollment {
   signedInAt: Date
   topic: string
   device: DeviceReport
+  enrollmentType: 'user' | 'device'
   now: Date
 }
 
@@ -98,6 +102,9 @@ export async function createEnrollment(db: Client, e: NewEnrollment): Promise<Md
           osVersion: e.device.osVersion ?? null,
           buildVersion: e.device.buildVersion ?? null,
           deviceInfo: e.device.info ?? {},
+          enrollmentType: e.enrollmentType,
+          udid: e.device.udid ?? null,
+          serialNumber: e.device.serialNumber ?? null,
           authenticatedAt: e.now,
           lastSeenAt: e.now,
           createdAt: e.now,
@@ -155,6 +162,7 @@ export function updateAuthenticated(tx: Tx, id: string, device: DeviceReport, u:
       ...(device.osVersion !== undefined ? { osVersion: device.osVersion } : {}),
       ...(device.buildVersion !== undefined ? { buildVersion: device.buildVersion } : {}),
       ...(device.info && Object.keys(device.info).length ? { deviceInfo: device.info } : {}),
+      ...(device.serialNumber !== undefined ? { serialNumber: device.serialNumber } : {}),
     },
   })
 }

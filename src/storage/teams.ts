@@ -78,16 +78,19 @@ async function nameTaken(tx: Tx, name: string, exceptId?: string): Promise<boole
 }
 
 /** A new team with a fresh enrollment token, unless another team has this name. */
-export async function createTeam(db: Client, data: { name: string; authMethod: TeamAuthMethod | null }): Promise<Team | TeamRefusal> {
+export async function createTeam(db: Client, data: { name: string; authMethod: TeamAuthMethod | null; enrollmentType?: TeamEnrollmentType }): Promise<Team | TeamRefusal> {
   return db.$transaction(async (tx) => {
     await lockTeamNames(tx)
     if (await nameTaken(tx, data.name)) return 'name_taken'
-    return tx.team.create({ data: { name: data.name, authMethod: data.authMethod, enrollmentToken: newEnrollmentToken() } })
+    return tx.team.create({ data: { name: data.name, authMethod: data.authMethod, enrollmentType: data.enrollmentType ?? 'user', enrollmentToken: newEnrollmentToken() } })
   })
 }
 
-/** Renames a team and/or sets its sign-in method (null: AUTH_METHOD). */
-export async function updateTeam(db: Client, id: string, changes: { name?: string; authMethod?: TeamAuthMethod | null }): Promise<Team | TeamRefusal> {
+/** `user`: personal devices (user enrollment); `device`: organisation-owned ones (account-driven device enrollment). */
+export type TeamEnrollmentType = 'user' | 'device'
+
+/** Renames a team and/or sets its sign-in method (null: AUTH_METHOD) and/or its enrollment type. */
+export async function updateTeam(db: Client, id: string, changes: { name?: string; authMethod?: TeamAuthMethod | null; enrollmentType?: TeamEnrollmentType }): Promise<Team | TeamRefusal> {
   return db.$transaction(async (tx) => {
     if (changes.name !== undefined) {
       await lockTeamNames(tx)
@@ -110,4 +113,9 @@ export async function rotateEnrollmentToken(db: Client, id: string): Promise<Tea
 /** Every team, oldest first (start-up work over all teams: there are few). */
 export function allTeams(db: Db): Promise<Team[]> {
   return db.team.findMany({ orderBy: [{ createdAt: 'asc' }, { id: 'asc' }] })
+}
+
+/** Sets a team's enrollment type (ENROLL_DEVICE_TEAMS at start). */
+export function setTeamEnrollmentType(db: Db, id: string, enrollmentType: TeamEnrollmentType): Promise<Team> {
+  return db.team.update({ where: { id }, data: { enrollmentType } })
 }

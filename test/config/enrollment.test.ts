@@ -19,7 +19,7 @@ function variableOf(env: Record<string, string>): string {
 describe('enrollment configuration', () => {
   it('defaults: strict signatures, every user-enrollment family, every domain, auto Managed Apple Account, no topic', () => {
     const config = loadConfig(base())
-    expect(config.enrollment).toEqual({ deviceSignature: 'strict', domains: undefined, modelFamilies: ['iPhone', 'iPad', 'Mac', 'RealityDevice'], managedAppleIdSource: 'auto', rateLimitPerMinute: 120 })
+    expect(config.enrollment).toEqual({ deviceSignature: 'strict', domains: undefined, modelFamilies: ['iPhone', 'iPad', 'Mac', 'RealityDevice'], managedAppleIdSource: 'auto', rateLimitPerMinute: 120, deviceTeams: [] })
     expect(config.apnsTopic).toBeUndefined()
   })
 

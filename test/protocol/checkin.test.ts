@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { buildPlist } from '../../src/protocol/plist.js'
-import { channelId, CheckinFormatError, parseCheckin, parseCommandReport } from '../../src/protocol/checkin.js'
+import { channelId, CheckinFormatError, isDeviceEnrollment, parseCheckin, parseCommandReport } from '../../src/protocol/checkin.js'
 import { fixtureBytes } from '../helpers/fixtures.js'
 
 const plist = (value: Record<string, unknown>) => Buffer.from(buildPlist(value as never))
@@ -34,7 +34,6 @@ describe('parseCheckin refuses what a user-enrolled device does not send', () =>
     ['unknown MessageType', { MessageType: 'Hello', EnrollmentID: 'E' }, /unknown MessageType "Hello"/],
     ['wrong type', { MessageType: 'TokenUpdate', EnrollmentID: 'E', Topic: 'com.apple.mgmt.x', Token: 'not-data', PushMagic: 'm' }, /TokenUpdate: Token/],
     ['missing EnrollmentID', { MessageType: 'Authenticate', Topic: 'com.apple.mgmt.x' }, /EnrollmentID/],
-    ['device enrollment (UDID only)', { MessageType: 'Authenticate', UDID: 'U', Topic: 'com.apple.mgmt.x' }, /user enrollments only/],
     ['MessageType not a string', { MessageType: 5, EnrollmentID: 'E' }, /MessageType is missing/],
   ]
   it.each(cases)('%s', (_name, value, message) => {
@@ -45,6 +44,15 @@ describe('parseCheckin refuses what a user-enrolled device does not send', () =>
       expect(err).toBeInstanceOf(CheckinFormatError)
       expect((err as CheckinFormatError).status).toBe(400)
     }
+  })
+
+  it('reads a device-enrollment message (UDID, no EnrollmentID) with the UDID as its EnrollmentID, and says so', () => {
+    const message = parseCheckin(plist({ MessageType: 'Authenticate', UDID: '00008110-000A', SerialNumber: 'F2L', Topic: 'com.apple.mgmt.x' }))
+    expect(message).toMatchObject({ EnrollmentID: '00008110-000A', UDID: '00008110-000A' })
+    expect(isDeviceEnrollment(message)).toBe(true)
+    const user = parseCheckin(plist({ MessageType: 'TokenUpdate', UDID: 'U', UserID: 'USER-GUID', Topic: 'com.apple.mgmt.x', Token: new Uint8Array([1]), PushMagic: 'm' }))
+    expect(channelId(user)).toBe('U:USER-GUID')
+    expect(isDeviceEnrollment(parseCheckin(plist({ MessageType: 'CheckOut', EnrollmentID: 'E', Topic: 'com.apple.mgmt.x' })))).toBe(false)
   })
 
   it('requires a CommandUUID on results other than Idle', () => {

@@ -150,7 +150,7 @@ describe('parsePlist on hostile shapes of 1 MiB (SECURITY.md row 25)', () => {
       () => attempt(normal),
       () => expect(attempt(xml)).toBeUndefined(),
     )
+    // Only the ratio: on a loaded machine both sides slow down together, an absolute bound does not.
     expect(took, `${took.toFixed(0)} ms, normal ${reference.toFixed(0)} ms`).toBeLessThanOrEqual(5 * reference)
-    expect(took).toBeLessThan(5000)
   })
 })

@@ -19,16 +19,21 @@ const teamAuthMethod = authMethod
   .nullable()
   .describe('How users of this team sign in: `saml` (web sign-in page, apple-as-web), `oauth2` (apple-oauth2, needs OIDC_ISSUER), or null for the server default (AUTH_METHOD)')
 
+const enrollmentType = z
+  .enum(['user', 'device'])
+  .describe('`user`: personal devices, user enrollment (discovery mdm-byod, EnrollmentMode BYOD); `device`: organisation-owned devices, account-driven device enrollment (mdm-adde, ADDE). Profiles already issued keep their mode.')
+
 const teamJson = z.object({
   id: z.uuid(),
   name: z.string(),
   is_default: z.boolean().describe('The Default team: served by the URLs without a token, and by discovery when ENROLL_DOMAINS does not say otherwise'),
   auth_method: teamAuthMethod,
   effective_auth_method: authMethod.describe('auth_method, or AUTH_METHOD when that is null'),
+  enrollment_type: enrollmentType,
   enrollment_token: z.string().describe('The secret path segment of this team\'s enroll, sign-in and OAuth 2 token URLs'),
   enroll_url: z.string().describe('The enroll URL of this team'),
   discovery: z
-    .object({ Servers: z.array(z.object({ Version: z.literal('mdm-byod'), BaseURL: z.string() })) })
+    .object({ Servers: z.array(z.object({ Version: z.enum(['mdm-byod', 'mdm-adde']), BaseURL: z.string() })) })
     .describe('Exactly the JSON a device gets from /.well-known/com.apple.remotemanagement when discovery sends it to this team'),
   created_at: z.iso.datetime(),
 })
@@ -39,6 +44,7 @@ const toJson = (t: TeamView): z.infer<typeof teamJson> => ({
   is_default: t.isDefault,
   auth_method: t.authMethod,
   effective_auth_method: t.effectiveAuthMethod,
+  enrollment_type: t.enrollmentType,
   enrollment_token: t.enrollmentToken,
   enroll_url: t.enrollUrl,
   discovery: t.discovery,
@@ -80,14 +86,14 @@ export default async function teamRoutes(scope: FastifyInstance) {
         tags,
         summary: 'Create a team',
         description: 'The team gets its own enrollment token; give its `enroll_url` (or point discovery at it with ENROLL_DOMAINS) to its users.',
-        body: z.strictObject({ name: teamName, auth_method: teamAuthMethod.default(null) }),
+        body: z.strictObject({ name: teamName, auth_method: teamAuthMethod.default(null), enrollment_type: enrollmentType.default('user') }),
         response: { 201: teamJson, 400: errorBody, 401: errorBody, 409: errorBody },
       },
     },
     async (request, reply) => {
-      const { name, auth_method } = request.body
-      const team = await teams.create({ name, authMethod: auth_method })
-      audit(request, 'team.create', { teamId: team.id, name: team.name, authMethod: team.authMethod })
+      const { name, auth_method, enrollment_type } = request.body
+      const team = await teams.create({ name, authMethod: auth_method, enrollmentType: enrollment_type })
+      audit(request, 'team.create', { teamId: team.id, name: team.name, authMethod: team.authMethod, enrollmentType: team.enrollmentType })
       return reply.code(201).send(toJson(team))
     },
   )
@@ -99,20 +105,20 @@ export default async function teamRoutes(scope: FastifyInstance) {
         tags,
         summary: 'Rename a team or set its sign-in method',
         description: [
-          'Give `name`, `auth_method` or both; `auth_method: null` returns the team to the server default (AUTH_METHOD). The Default team may be renamed too.',
+          'Give `name`, `auth_method`, `enrollment_type` or several; `auth_method: null` returns the team to the server default (AUTH_METHOD). The Default team may be renamed too. A new `enrollment_type` applies to sign-ins from then on: devices enrolled before keep their enrollment.',
           '',
           'Settings name teams by name, so a rename has effects there: ENROLL_DOMAINS creates the teams it names at start, so after renaming a team listed there the next start creates a new, empty team of the old name (with its own token) and discovery sends that domain to it; rename the team in ENROLL_DOMAINS too. A team restricted to IdP groups by SSO_TEAM_GROUPS can only be renamed to a name listed there with the same groups (409 otherwise), so a rename never opens it to everyone.',
         ].join('\n'),
         params: idParams,
         body: z
-          .strictObject({ name: teamName.optional(), auth_method: teamAuthMethod.optional() })
-          .refine((b) => b.name !== undefined || b.auth_method !== undefined, 'give name, auth_method or both'),
+          .strictObject({ name: teamName.optional(), auth_method: teamAuthMethod.optional(), enrollment_type: enrollmentType.optional() })
+          .refine((b) => b.name !== undefined || b.auth_method !== undefined || b.enrollment_type !== undefined, 'give name, auth_method, enrollment_type or several'),
         response: { 200: teamJson, ...errors, 409: errorBody },
       },
     },
     async (request) => {
-      const { name, auth_method } = request.body
-      const { team, changed } = await teams.update(request.params.id, { name, authMethod: auth_method })
+      const { name, auth_method, enrollment_type } = request.body
+      const { team, changed } = await teams.update(request.params.id, { name, authMethod: auth_method, enrollmentType: enrollment_type })
       audit(request, 'team.update', { teamId: team.id, changed })
       return toJson(team)
     },

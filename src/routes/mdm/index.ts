@@ -75,9 +75,9 @@ export default async function mdmRoutes(app: FastifyInstance) {
       Object.assign(log, { messageType: message.MessageType, channel: channelId(message) })
       answer = await service.checkin({ device, message, authorization })
     } else {
-      const { report } = parseCommandReport(body)
+      const { report, raw } = parseCommandReport(body)
       Object.assign(log, { reportStatus: report.Status, commandUuid: report.CommandUUID, channel: channelId(report) })
-      answer = await app.services.commands.report({ device, message: report, authorization })
+      answer = await app.services.commands.report({ device, message: report, raw, authorization })
     }
     return send(request, reply, log, answer)
   })

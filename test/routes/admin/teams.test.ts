@@ -92,7 +92,7 @@ describe('create and read', () => {
     expect(enroll.headers['www-authenticate']).toBe(asWeb(team.enrollment_token))
 
     const line = auditLines('team.create').find((l) => (l.admin as Json).teamId === team.id)
-    expect(line?.admin).toEqual({ action: 'team.create', teamId: team.id, name: 'Engineering', authMethod: null })
+    expect(line?.admin).toEqual({ action: 'team.create', teamId: team.id, name: 'Engineering', authMethod: null, enrollmentType: 'user' })
     expect(JSON.stringify(line)).not.toContain(team.enrollment_token)
   })
 
@@ -230,7 +230,7 @@ describe('update', () => {
 
   it('refuses an empty change, unknown fields, an unknown id (404) and a malformed one (400)', async () => {
     const team = await create('Patched')
-    await refused(() => api('PATCH', `/teams/${team.id}`, {}), 400, /name, auth_method or both/)
+    await refused(() => api('PATCH', `/teams/${team.id}`, {}), 400, /give name, auth_method, enrollment_type/)
     await refused(() => api('PATCH', `/teams/${team.id}`, { name: 'New', is_default: true }), 400, /is_default/)
     await refused(() => api('PATCH', `/teams/${team.id}`, { name: '' }), 400, /name/)
     await refused(() => api('PATCH', '/teams/6f1c1d4e-2a3b-4c5d-8e9f-0a1b2c3d4e5f', { name: 'Ghost' }), 404, /No team/)
@@ -386,10 +386,10 @@ describe('authentication and documentation', () => {
 
     const schemaOf = (op: Json, status: string) => ((op.responses as Json)[status] as { content: { 'application/json': { schema: Json } } }).content['application/json'].schema
     const bodyOf = (op: Json) => (op.requestBody as { content: { 'application/json': { schema: Json } } }).content['application/json'].schema
-    expect(Object.keys(bodyOf(teams.post!).properties as Json).sort()).toEqual(['auth_method', 'name'])
+    expect(Object.keys(bodyOf(teams.post!).properties as Json).sort()).toEqual(['auth_method', 'enrollment_type', 'name'])
     expect(bodyOf(teams.post!).additionalProperties).toBe(false)
     expect(Object.keys(schemaOf(teams.post!, '201').properties as Json).sort()).toEqual(
-      ['auth_method', 'created_at', 'discovery', 'effective_auth_method', 'enroll_url', 'enrollment_token', 'id', 'is_default', 'name'].sort(),
+      ['auth_method', 'created_at', 'discovery', 'effective_auth_method', 'enroll_url', 'enrollment_token', 'enrollment_type', 'id', 'is_default', 'name'].sort(),
     )
     expect(Object.keys(schemaOf(teams.get!, '200').properties as Json).sort()).toEqual(['items', 'next_cursor'])
     expect((teams.get!.parameters as { name: string; in: string }[]).map((p) => `${p.in}:${p.name}`).sort()).toEqual(['query:cursor', 'query:limit', 'query:name'])

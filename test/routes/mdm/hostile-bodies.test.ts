@@ -67,8 +67,10 @@ describe('row 1: malformed plists', () => {
     await rejected(dict(str('MessageType', 'CheckOut') + id() + topic() + str('MessageType', 'Authenticate')), 400, /duplicate key "MessageType"/)
   })
 
-  it('a device enrollment message (UDID, no EnrollmentID)', async () => {
-    await rejected(dict(str('MessageType', 'Authenticate') + topic() + str('UDID', '00008030-000A1D2E3F40802E')), 400, /user enrollments only/)
+  it('a device enrollment message (UDID, no EnrollmentID) signed by an identity bound to a user enrollment', async () => {
+    // The identity check comes first: this certificate belongs to the user enrollment, whatever the body claims.
+    // A fresh identity with a user-enrollment profile sending a UDID is refused in test/e2e/adde.test.ts.
+    await rejected(dict(str('MessageType', 'Authenticate') + topic() + str('UDID', '00008030-000A1D2E3F40802E')), 403, /another EnrollmentID/)
   })
 
   it('command reports: unknown Status, missing CommandUUID, wrong ErrorChain', async () => {
