@@ -74,6 +74,8 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     bodyLimit: DEFAULT_BODY_LIMIT,
     serverFactory: (handler) => createHttpServer(config, handler),
     trustProxy: config.trustProxy,
+    // The first start creates the embedded database and migrations may be long: Fastify's 10 s is too short.
+    pluginTimeout: 120_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },

@@ -3,7 +3,8 @@
  * database in DATA_DIR. Both give the same Prisma client over the same schema, and a raw SQL session for
  * the migrator (Prisma's raw queries use prepared statements, which cannot run multi-statement scripts).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { PrismaPg } from '@prisma/adapter-pg'
@@ -45,6 +46,29 @@ export interface DatabaseLog {
   warn(obj: object, msg: string): void
 }
 
+/**
+ * The embedded database is for trying the server on a laptop: Postgres's default 128 MB of shared buffers
+ * (WASM memory, resident once touched) was most of its footprint. 16 MB holds the working set of a few
+ * thousand enrollments; a deployment that needs more uses Postgres (DATABASE_URL).
+ */
+const PGLITE_START = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB']
+
+/**
+ * Creates the embedded database in `dir` in a child process. PGlite's initdb runs a second Postgres in
+ * WASM memory: half a gigabyte that the process keeps resident after it ends, so the first start would
+ * cost twice what every later start costs.
+ */
+async function initPgliteApart(dir: string): Promise<void> {
+  const script = `const { PGlite } = await import(${JSON.stringify(import.meta.resolve('@electric-sql/pglite'))})
+const db = await PGlite.create(${JSON.stringify(dir)}, { startParams: ${JSON.stringify(PGLITE_START)} })
+await db.close()`
+  await new Promise<void>((resolve, reject) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 300_000 }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`could not create the embedded database in ${dir}: ${stderr.trim().split('\n').slice(-3).join(' ') || err.message}`)) : resolve(),
+    )
+  })
+}
+
 export async function openDatabase(options: DatabaseOptions, log?: DatabaseLog): Promise<Database> {
   if (options.kind === 'postgres') return openPostgres(options, log)
   if (options.kind === 'pglite-instance') return wrapPglite(options.pglite, async () => {})
@@ -52,7 +76,8 @@ export async function openDatabase(options: DatabaseOptions, log?: DatabaseLog):
   const releaseLock = acquireDirLock(options.dir)
   let pglite: PGlite
   try {
-    pglite = await PGlite.create(options.dir)
+    if (!existsSync(path.join(options.dir, 'PG_VERSION'))) await initPgliteApart(options.dir)
+    pglite = await PGlite.create(options.dir, { startParams: PGLITE_START })
   } catch (err) {
     releaseLock()
     throw err
