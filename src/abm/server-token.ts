@@ -115,16 +115,11 @@ export function parseTokenJson(content: string): ServerToken {
     if (typeof value !== 'string' || !TOKEN_VALUE.test(value)) throw new ServerTokenError('invalid_token', `The server token has no valid ${name}`)
     return value
   }
+  const credentials = { consumerKey: field('consumer_key'), consumerSecret: field('consumer_secret'), accessToken: field('access_token'), accessSecret: field('access_secret') }
   const expiry = field('access_token_expiry')
   const expiresAt = new Date(expiry)
   if (Number.isNaN(expiresAt.getTime())) throw new ServerTokenError('invalid_token', `The server token's access_token_expiry ${JSON.stringify(expiry)} is not a date`)
-  return {
-    consumerKey: field('consumer_key'),
-    consumerSecret: field('consumer_secret'),
-    accessToken: field('access_token'),
-    accessSecret: field('access_secret'),
-    expiresAt,
-  }
+  return { ...credentials, expiresAt }
 }
 
 /** JSON, also when a mail-style line wrap cut it (Apple's own example is wrapped at 78 columns). */
