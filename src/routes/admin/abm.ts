@@ -185,7 +185,7 @@ export default async function abmRoutes(scope: FastifyInstance) {
           '',
           'Default `url`: this server\'s own discovery endpoint, `SERVER_URL/.well-known/com.apple.remotemanagement`, which answers every enrolling domain with its team as configured (ENROLL_DOMAINS). Before registering, the server asks the URL about a test account (of the first ENROLL_DOMAINS domain) and refuses with 400 `discovery_check_failed` unless it answers discovery JSON. The URL must be https.',
         ].join('\n'),
-        body: z.strictObject({ url: z.string().max(2048).optional().describe('default: SERVER_URL/.well-known/com.apple.remotemanagement') }).optional(),
+        body: z.strictObject({ url: z.string().max(2048).optional().describe('default: SERVER_URL/.well-known/com.apple.remotemanagement') }).nullish(),
         response: { 200: z.object({ url: z.string(), registered_at: z.iso.datetime(), check: discoveryCheck }), ...errors },
       },
     },
