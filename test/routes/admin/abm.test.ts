@@ -191,6 +191,19 @@ describe('the Apple Business Manager connection in the admin API', () => {
     }
   })
 
+  it('answers 502 abm_unreachable when Apple cannot be reached, and keeps the stored connection', async () => {
+    const port = await freePort()
+    const down = await buildTestApp({ env: { ADMIN_API_TOKEN: ADMIN_TOKEN, ABM_API_URL: `http://127.0.0.1:${port}` }, database: t.database })
+    try {
+      const res = await down.app.inject({ method: 'PUT', url: '/api/v1/admin/abm/token', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/pkcs7-mime' }, payload: fake.serverTokenFile() })
+      expect(res.statusCode).toBe(502)
+      expect(res.json()).toMatchObject({ error: 'abm_unreachable', message: expect.stringMatching(/cannot be reached/) })
+      expect((await admin(down.app, 'GET', '/abm')).json()).toMatchObject({ connected: true, server_uuid: fake.account.server_uuid })
+    } finally {
+      await down.close()
+    }
+  })
+
   it('documents every endpoint in OpenAPI', async () => {
     const spec = (await t.app.inject('/api/v1/openapi.json')).json() as { paths: Record<string, Record<string, { summary?: string; tags?: string[] }>> }
     expect(spec.paths['/api/v1/admin/abm']?.get?.summary).toBeTruthy()
