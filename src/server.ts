@@ -74,6 +74,13 @@ async function main(): Promise<void> {
   lines.push(`  ${push.line}`)
   // Also logged as a warning by the push service; repeated here where the administrator is looking.
   if (push.warning) lines.push(`  WARNING: ${push.warning}`)
+  const abm = await app.services.abm.status()
+  lines.push(
+    abm.connected
+      ? `  Apple Business Mgr  connected: ${abm.account?.server_name ?? abm.serverUuid} (${abm.account?.org_name ?? 'organisation unknown'}), token expires ${abm.tokenExpiresAt?.toISOString().slice(0, 10)}${abm.discovery ? `, discovery URL registered` : ''}`
+      : '  Apple Business Mgr  not connected (optional: see README "Apple Business Manager")',
+  )
+  if (abm.warning) lines.push(`  WARNING: ${abm.warning}`)
   if (!config.serverUrl.startsWith('https://')) {
     lines.push(`  Note: SERVER_URL is ${config.serverUrl}: only this machine can reach it, and Apple devices only enroll over https. Put a TLS reverse proxy in front and set SERVER_URL.`)
   }

@@ -111,6 +111,8 @@ const envSchema = z.object({
   APNS_P12: z.string().min(1).optional(),
   APNS_P12_PASSWORD: z.string().optional(),
   APNS_CA: pemOrPath.optional(),
+  ABM_API_URL: url.default('https://mdmenrollment.apple.com'),
+  MAID_TOKENS: bool.default(true),
   MDM_CLIENT_CERT_HEADER: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,99}$/, 'expected an HTTP header name such as X-Client-Cert')
@@ -187,6 +189,12 @@ export interface Config {
    * extra trust roots (PEM) for the APNs server certificate (APNS_CA: a TLS-inspecting proxy, tests).
    */
   apns: { url: string; credentials: PushCredentials | null; ca?: string }
+  /**
+   * Apple Business Manager (services/abm.ts): the Device Assignment Services base URL (tests point it at a
+   * fake) and whether new profiles offer `com.apple.mdm.token` for GetToken `com.apple.maid` while ABM is
+   * connected.
+   */
+  abm: { apiUrl: string; maidTokens: boolean }
   checkin: {
     /** How long an interactive sign-in is good for before the device must sign the user in again; undefined: forever. */
     reauthAfterSeconds?: number
@@ -223,6 +231,10 @@ export function loadConfig(env: Environment = process.env): Config {
   if (parsedServerUrl.protocol !== 'https:' && !isLoopbackHost(parsedServerUrl.hostname)) {
     throw new ConfigError('SERVER_URL', `must be an https:// URL (Apple devices refuse plain http); http is only allowed for a loopback address such as http://localhost:${e.PORT}`)
   }
+
+  // The server token's OAuth credentials go to this host: https only, except a loopback test double.
+  const abmApiUrl = new URL(e.ABM_API_URL)
+  if (abmApiUrl.protocol !== 'https:' && !isLoopbackHost(abmApiUrl.hostname)) throw new ConfigError('ABM_API_URL', 'must be an https:// URL (http only for a loopback address)')
 
   const database: Config['database'] = e.DATABASE_URL
     ? {
@@ -290,6 +302,7 @@ export function loadConfig(env: Environment = process.env): Config {
     admin: e.ADMIN_API_TOKEN ? { token: e.ADMIN_API_TOKEN, rateLimitPerMinute: e.ADMIN_RATE_LIMIT } : null,
     staleAfterSeconds: e.STALE_AFTER,
     apns: { url: e.APNS_URL, credentials: apnsCredentials, ca: readApnsCa(e) },
+    abm: { apiUrl: e.ABM_API_URL.replace(/\/+$/, ''), maidTokens: e.MAID_TOKENS },
     checkin: {
       reauthAfterSeconds: e.REAUTH_AFTER ? e.REAUTH_AFTER : undefined,
       clientCertHeader: e.MDM_CLIENT_CERT_HEADER,

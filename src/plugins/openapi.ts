@@ -21,7 +21,7 @@ export default fp(
         info: {
           title: `${app.config.orgName} device management: administration API`,
           description:
-            'Teams, users, enrollments, commands and pushes of an account-driven enrollment MDM server. Every request needs `Authorization: Bearer <ADMIN_API_TOKEN>`. Lists answer `{"items": [...], "next_cursor": ...}`; pass `next_cursor` back as `cursor` for the next page.',
+            'Teams, users, enrollments, commands, pushes and the Apple Business Manager connection of an account-driven enrollment MDM server. Every request needs `Authorization: Bearer <ADMIN_API_TOKEN>`. Lists answer `{"items": [...], "next_cursor": ...}`; pass `next_cursor` back as `cursor` for the next page.',
           version: '1',
         },
         servers: [{ url: app.config.serverUrl }],

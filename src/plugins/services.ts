@@ -47,6 +47,9 @@ export default fp(
       const told = await services.declarations.sync(team)
       if (told) app.log.info({ teamId: team.id, enrollments: told }, 'declarations changed: DeclarativeManagement queued')
     }
+    // The ABM server token lasts a year; say so at start from 30 days before it expires.
+    const abmWarning = await services.abm.expiryWarning()
+    if (abmWarning) app.log.warn({ abm: { warning: abmWarning } }, abmWarning)
     // Before the database closes (onClose hooks run in reverse order of registration): pushes in flight
     // record their outcome, then the APNs connection ends.
     app.addHook('onClose', async () => app.services.push.close())

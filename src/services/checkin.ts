@@ -9,7 +9,8 @@
  * (the certificate has no such enrollment: not authenticated, another EnrollmentID, checked out, another
  * user's token). A re-authentication is an answer, not an error: the route sends 401 with `headers`.
  */
-import { BadRequestError, NotFoundError } from '../errors.js'
+import { BadRequestError, ForbiddenError, NotFoundError } from '../errors.js'
+import { MAID_SERVICE_TYPE } from '../abm/maid-jwt.js'
 import { channelId, isDeviceEnrollment, type Authenticate, type CheckinMessage, type CheckOut, type DeclarativeManagement, type GetToken, type TokenUpdate } from '../protocol/checkin.js'
 import { parseDeclarativeEndpoint } from '../protocol/declarations.js'
 import { modelFamilyOfProduct } from '../protocol/discovery.js'
@@ -30,7 +31,7 @@ import type { Tx } from '../storage/database.js'
 import { findProfile } from '../storage/profiles.js'
 import { findTeam } from '../storage/teams.js'
 import type { DeviceCertificate, MdmEnrollment } from '../storage/types.js'
-import { findAccessTokenById } from '../storage/users.js'
+import { findAccessTokenById, findUser } from '../storage/users.js'
 import type { DeclarationService } from './declarations.js'
 import { holdNote, refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
 import { checkBearer, identifyDevice, interactiveSignInTime, type IdentityInput, type UserBinding } from './mdm-identity.js'
@@ -58,7 +59,13 @@ export interface CheckinService {
   unsupported(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
 }
 
-export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarations: DeclarationService): CheckinService {
+/** Tokens GetToken hands out, by TokenServiceType; undefined from one: the server does not serve that type now. */
+export interface CheckinTokens {
+  /** com.apple.maid: a JWT (services/abm.ts), while ABM is connected and MAID_TOKENS is on. */
+  maid?(now: Date): Promise<{ jwt: string; jti: string } | undefined>
+}
+
+export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarations: DeclarationService, tokens: CheckinTokens = {}): CheckinService {
   const { db } = deps
   const { reauthenticate, boundEnrollment, live, admit, bindingOf, seenUpdate } = access
 
@@ -208,11 +215,37 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
     },
 
     /**
-     * The profile does not offer `com.apple.mdm.token`; for a service type the server does not serve,
-     * Apple asks for 400 (https://developer.apple.com/documentation/devicemanagement/get-token).
+     * https://developer.apple.com/documentation/devicemanagement/get-token. `com.apple.maid` (Managed Apple
+     * Account access management) is answered `{TokenData: <the JWT's bytes>}` while ABM is connected and
+     * MAID_TOKENS is on (profiles issued since then offer `com.apple.mdm.token`); for a service type the
+     * server does not serve, Apple asks for 400.
+     *
+     * Only an enrollment in good standing gets a token. Apple's page says nothing of refusals, so: a removed
+     * enrollment gets the documented unenroll answer (403 com.apple.unrecognized.device, from `admit`); a
+     * user an administrator revoked gets 403 `user_revoked`, token or not (a sign-in cannot help them); a
+     * request without a token whose sign-in no longer stands (the macOS device channel on hold) 403
+     * `sign_in_required`, never 401; a stale or expired token the usual 401 re-authentication, after
+     * which the device asks again. Without a token, Apple's identity service refuses the sign-in.
      */
     async getToken(request) {
-      const { enrollment, decision } = await admit(request, request.now ?? new Date())
+      const now = request.now ?? new Date()
+      const { enrollment, decision } = await admit(request, now)
+      const type = request.message.TokenServiceType
+      if (type === MAID_SERVICE_TYPE && tokens.maid) {
+        const user = await findUser(db, enrollment.userId)
+        if (!user?.active) {
+          throw new ForbiddenError(`GetToken ${MAID_SERVICE_TYPE} refused: user ${enrollment.userId} of enrollment ${enrollment.id} was revoked`, { code: 'user_revoked', publicMessage: 'The user of this enrollment was revoked' })
+        }
+        if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
+        if (decision.hold) {
+          throw new ForbiddenError(`GetToken ${MAID_SERVICE_TYPE} refused: the sign-in behind enrollment ${enrollment.id} no longer stands (${decision.hold})`, { code: 'sign_in_required', publicMessage: 'The user must sign in again' })
+        }
+        const token = await tokens.maid(now)
+        if (token) {
+          await touchEnrollment(db, enrollment.id, seenUpdate(enrollment, decision, now))
+          return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'plist', value: { TokenData: Buffer.from(token.jwt, 'utf8') } }, note: `${MAID_SERVICE_TYPE} token issued (jti ${token.jti})` }
+        }
+      }
       if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
       throw new BadRequestError(`GetToken for ${JSON.stringify(request.message.TokenServiceType.slice(0, 64))} is not supported`, { code: 'unsupported_token_service', publicMessage: 'This TokenServiceType is not supported' })
     },

@@ -29,6 +29,8 @@ export interface EnrollmentDeps {
   oidc: OidcClient | null
   /** Enrollment SSO headers on the enroll 401. */
   esso?: EssoService
+  /** Whether new profiles offer com.apple.mdm.token (ProfileDeps.maidTokens). */
+  maidTokens?: () => Promise<boolean>
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Config } from '../config/index.js'
 import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'
 import type { Client } from '../storage/database.js'
+import { createAbmService, type AbmService } from './abm.js'
 import { createCheckinService, type CheckinService } from './checkin.js'
 import { createCommandService, type CommandService } from './commands.js'
 import { createDeclarationService, type DeclarationService } from './declarations.js'
@@ -48,13 +49,17 @@ export interface Services {
   push: PushService
   teams: TeamService
   users: UserService
+  /** The Apple Business Manager connection (discovery fallback, GetToken com.apple.maid). */
+  abm: AbmService
 }
 
 export function createServices(deps: ServiceDeps): Services {
   // One OIDC client per process: it caches the IdP's discovery document and JWKS.
   const oidc = deps.config.oidc ? new OidcClient(deps.config.oidc) : null
   const esso = createEssoService(deps)
-  const enrollment = createEnrollmentService({ ...deps, oidc, esso })
+  const abm = createAbmService({ ...deps, log: deps.log })
+  // New profiles offer com.apple.mdm.token while ABM is connected and MAID_TOKENS is on.
+  const enrollment = createEnrollmentService({ ...deps, oidc, esso, maidTokens: () => abm.maidTokensEnabled() })
   // Re-authentication on check-in answers with exactly the enroll endpoint's challenge.
   const mdm = { ...deps, challenge: enrollment.challenge }
   const access = createMdmAccess(mdm)
@@ -68,7 +73,7 @@ export function createServices(deps: ServiceDeps): Services {
     oauth2: createOAuth2Service({ ...deps, oidc }),
     sso: createSsoService(deps),
     scep: new ScepService(deps),
-    checkin: createCheckinService(mdm, access, declarations),
+    checkin: createCheckinService(mdm, access, declarations, { maid: (now) => abm.maidToken(now) }),
     commands,
     esso,
     declarations,
@@ -76,5 +81,6 @@ export function createServices(deps: ServiceDeps): Services {
     push,
     teams: createTeamService(deps),
     users: createUserService(deps),
+    abm,
   }
 }

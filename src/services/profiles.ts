@@ -28,11 +28,15 @@ export const PLACEHOLDER_TOPIC = 'com.apple.mgmt.External.00000000-0000-0000-000
 
 /** Supports device and user channels (macOS); must never be added or removed by a profile update. */
 const SERVER_CAPABILITIES = ['com.apple.mdm.per-user-connections']
+/** Check-in GetToken is served (Apple, "Get Token"); added to new profiles only, see ProfileDeps.maidTokens. */
+export const TOKEN_CAPABILITY = 'com.apple.mdm.token'
 
 export interface ProfileDeps {
   config: Config
   keys: ServerKeys
   urls: ServerUrls
+  /** True while GetToken com.apple.maid is served (ABM connected, MAID_TOKENS): new records get TOKEN_CAPABILITY. */
+  maidTokens?: () => Promise<boolean>
 }
 
 export interface IssuedProfile {
@@ -97,7 +101,7 @@ export async function issueProfile(
       accessRights: params.enrollmentType === 'device' ? ALL_ACCESS_RIGHTS : null,
       signMessage: true,
       checkOutWhenRemoved: true,
-      serverCapabilities: SERVER_CAPABILITIES,
+      serverCapabilities: (await deps.maidTokens?.()) ? [...SERVER_CAPABILITIES, TOKEN_CAPABILITY] : SERVER_CAPABILITIES,
       scepUrl: urls.scep,
       scepName: host,
       // What the device puts in its CSR; the SCEP CA issues from its own template regardless.

@@ -3,6 +3,7 @@
  * storage/ imports the generated client itself.
  */
 export type {
+  AbmConnection,
   AccessToken,
   DeviceCertificate,
   EnrollmentProfile,

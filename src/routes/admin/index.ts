@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify'
 import { TooManyRequestsError } from '../../errors.js'
 import { UnauthorizedError } from './audit.js'
 import { ADMIN_PREFIX } from '../../plugins/openapi.js'
+import abmRoutes from './abm.js'
 import commandRoutes from './commands.js'
 import declarationRoutes from './declarations.js'
 import enrollmentRoutes from './enrollments.js'
@@ -44,6 +45,7 @@ export default async function adminRoutes(app: FastifyInstance) {
       await scope.register(commandRoutes)
       await scope.register(pushRoutes)
       await scope.register(declarationRoutes)
+      await scope.register(abmRoutes)
     },
     { prefix: ADMIN_PREFIX },
   )
