@@ -1,7 +1,9 @@
 // Derives the tables in src/protocol/apple/ from Apple's device-management schema (MIT),
 // github.com/apple/device-management: which MDM commands and check-in messages exist on which platform,
-// how user enrollment, channels, supervision and DEP restrict them (command and key by key), and every
-// declaration type with its payload keys. src/protocol/command-rules.ts reads the result.
+// how user enrollment, channels, supervision and DEP restrict them (command and key by key), every
+// declaration type with its payload keys, and the configuration-profile payloads the server emits with
+// their keys, types, allowed values and user-enrollment modes. src/protocol/command-rules.ts reads
+// commands.json and declarations.json, src/protocol/profile-schema.ts reads profiles.json.
 //
 //   node scripts/derive-apple-schema.mjs [path-to-apple-schema] [--out-dir DIR]
 //
@@ -40,15 +42,17 @@ function main(argv) {
   const source = { repository: 'github.com/apple/device-management', license: 'MIT', release }
   const commands = { source, commands: deriveMessages(schemaDir, 'mdm/commands', stats), checkin: deriveMessages(schemaDir, 'mdm/checkin', stats) }
   const declarations = { source, base: deriveBase(schemaDir), declarations: deriveDeclarations(schemaDir, stats) }
+  const profileStats = { userEnrollmentDefaulted: {}, presenceDefaulted: {}, placeholders: [], notDerived: [] }
+  const profiles = { source, ...deriveProfiles(schemaDir, profileStats) }
 
   mkdirSync(outDir, { recursive: true })
-  const files = { 'commands.json': json(commands), 'declarations.json': json(declarations) }
+  const files = { 'commands.json': json(commands), 'declarations.json': json(declarations), 'profiles.json': json(profiles) }
   const unchanged = Object.entries(files).every(([name, text]) => readIfExists(path.join(outDir, name)) === text)
   const previousDate = /^Derived on: (\d{4}-\d{2}-\d{2})$/m.exec(readIfExists(path.join(outDir, 'PROVENANCE.md')) ?? '')?.[1]
   const date = unchanged && previousDate ? previousDate : new Date().toISOString().slice(0, 10)
-  files['PROVENANCE.md'] = provenance({ release, date, commands, declarations, stats })
+  files['PROVENANCE.md'] = provenance({ release, date, commands, declarations, profiles, stats, profileStats })
   for (const [name, text] of Object.entries(files)) writeFileSync(path.join(outDir, name), text)
-  console.log(`${Object.keys(commands.commands).length} commands, ${Object.keys(commands.checkin).length} check-in messages, ${Object.keys(declarations.declarations).length} declaration types -> ${path.relative(process.cwd(), outDir) || '.'}`)
+  console.log(`${Object.keys(commands.commands).length} commands, ${Object.keys(commands.checkin).length} check-in messages, ${Object.keys(declarations.declarations).length} declaration types, ${Object.keys(profiles.payloads).length} profile payload types -> ${path.relative(process.cwd(), outDir) || '.'}`)
 }
 
 function fail(message) {
@@ -398,30 +402,218 @@ function payloadKeys(keys, support, rel) {
   return { keys: out, anyKeys }
 }
 
+// --- configuration profiles ------------------------------------------------------------------------
+
+/**
+ * The profile schemas of what the server emits (`grep -rn PayloadType src`): the Configuration itself
+ * (TopLevel.yaml), the keys every payload has (CommonPayloadKeys.yaml), the enrollment profile's MDM and
+ * SCEP payloads (src/protocol/profile.ts) and the Enrollment SSO profile's extensible SSO and certificate
+ * payloads (src/protocol/esso.ts, esso-rules.ts CERTIFICATE_PAYLOAD_TYPES). Add a file here when the
+ * server starts emitting another payload type. com.apple.extensiblesso(kerberos).yaml describes the same
+ * payload type with the ExtensionData of Apple's Kerberos extension; the generic file is the one read.
+ */
+const PROFILE_TOP_LEVEL = 'mdm/profiles/TopLevel.yaml'
+const PROFILE_COMMON = 'mdm/profiles/CommonPayloadKeys.yaml'
+const PROFILE_PAYLOADS = [
+  'mdm/profiles/com.apple.mdm.yaml',
+  'mdm/profiles/com.apple.security.scep.yaml',
+  'mdm/profiles/com.apple.extensiblesso.yaml',
+  'mdm/profiles/com.apple.security.root.yaml',
+  'mdm/profiles/com.apple.security.pkcs1.yaml',
+  'mdm/profiles/com.apple.security.pem.yaml',
+  'mdm/profiles/com.apple.security.pkcs12.yaml',
+]
+
+/**
+ * What the schema says about account-driven enrollment only in a key's `content`. Each is quoted: when
+ * Apple rewords the text the derivation fails, instead of keeping a rule the schema no longer states.
+ */
+const PROSE_RULES = [
+  {
+    file: 'mdm/profiles/com.apple.mdm.yaml',
+    key: 'EnrollmentMode',
+    quote: 'Required for account-driven enrollment.',
+    rule: { accountDrivenPresence: 'required' },
+  },
+]
+
+function deriveProfiles(schemaDir, stats) {
+  const read = (rel) => {
+    const doc = load(schemaDir, path.join(schemaDir, rel))
+    if (!doc.payload?.payloadtype) throw new Error(`${rel}: no payload.payloadtype`)
+    return doc
+  }
+  const top = read(PROFILE_TOP_LEVEL)
+  const typeKey = top.payloadkeys.find((k) => k.key === 'PayloadType')
+  // TopLevel.yaml's payloadtype is the file's name; the value a profile carries is the key's one value.
+  if (typeKey?.rangelist?.length !== 1) throw new Error(`${PROFILE_TOP_LEVEL}: PayloadType has no single value`)
+  const common = read(PROFILE_COMMON)
+  const payloads = {}
+  for (const rel of PROFILE_PAYLOADS) {
+    const doc = read(rel)
+    const type = doc.payload.payloadtype
+    if (path.basename(rel, '.yaml') !== type) throw new Error(`${rel}: payloadtype ${type}`)
+    payloads[type] = profileEntry(rel, doc, stats)
+  }
+  for (const p of PROSE_RULES) {
+    const doc = read(p.file)
+    const key = doc.payloadkeys.find((k) => k.key === p.key)
+    if (!key?.content?.includes(p.quote)) throw new Error(`${p.file}: ${p.key} no longer says "${p.quote}"`)
+    const entry = Object.values(payloads).find((e) => e.file === p.file)?.keys[p.key]
+    if (!entry) throw new Error(`${p.file}: ${p.key} is not derived`)
+    Object.assign(entry, p.rule, { accountDrivenSource: p.quote })
+  }
+  return {
+    configuration: { payloadType: String(typeKey.rangelist[0]), ...profileEntry(PROFILE_TOP_LEVEL, top, stats) },
+    common: profileEntry(PROFILE_COMMON, common, stats),
+    payloads,
+  }
+}
+
+function profileEntry(rel, doc, stats) {
+  const support = doc.payload.supportedOS ?? {}
+  const platforms = {}
+  for (const os of ACCOUNT_DRIVEN_OSES) {
+    const entry = profilePlatform(os, support, support, rel, stats)
+    if (entry.available && support[os].multiple !== undefined) entry.multiple = support[os].multiple
+    platforms[os] = entry
+  }
+  const { keys, anyKeys } = profileKeys(doc.payloadkeys, support, rel, [], stats)
+  const entry = { file: rel, title: doc.title, platforms, keys }
+  if (anyKeys) entry.anyKeys = anyKeys
+  return entry
+}
+
+/**
+ * One platform of a payload or key: its availability and what user enrollment and account-driven device
+ * enrollment make of it, effective (inherited and updated, schema.md) rather than only where it changes.
+ */
+function profilePlatform(os, parentSupport, own, where, stats) {
+  const s = own[os]
+  if (!available(parentSupport[os]) || !available(s)) return { available: false }
+  const e = effective(s)
+  if (!UE_MODES.includes(e.userEnrollment)) throw new Error(`${where}: userenrollment mode ${e.userEnrollment}`)
+  if (s.userenrollment?.mode === undefined) count(stats.userEnrollmentDefaulted, os)
+  const entry = {
+    available: true,
+    introduced: s.introduced,
+    userEnrollment: e.userEnrollment,
+    supervised: e.supervised,
+    requiresDEP: e.requiresDEP,
+    // A payload or key only for user enrollment (mode required) has no place in a device enrollment.
+    accountDrivenDeviceEnrollment: accountDrivenDeviceEnrollment(os, e) && e.userEnrollment !== 'required',
+  }
+  if (s.deprecated) entry.deprecated = s.deprecated
+  if (s.removed) entry.removed = s.removed
+  if (s.userenrollment?.behavior) entry.userEnrollmentBehavior = s.userenrollment.behavior
+  return entry
+}
+
+/** The keys of a payload or dictionary: `ANY` becomes `anyKeys` (the rule for every key not listed). */
+function profileKeys(keys, support, rel, trail, stats) {
+  const out = {}
+  let anyKeys
+  for (const key of keys ?? []) {
+    if (key.key === 'ANY') {
+      anyKeys = profileValue(key, support, rel, [...trail, '*'], stats, 'any')
+      continue
+    }
+    if (Object.hasOwn(out, key.key)) throw new Error(`${rel}: ${[...trail, key.key].join('.')} twice`)
+    const own = inherit(support, key.supportedOS)
+    const entry = profileValue(key, own, rel, [...trail, key.key], stats)
+    const platforms = {}
+    for (const os of ACCOUNT_DRIVEN_OSES) platforms[os] = profilePlatform(os, support, own, `${rel} ${key.key}`, stats)
+    out[key.key] = { ...entry, platforms }
+  }
+  return { keys: out, anyKeys }
+}
+
+/**
+ * Type, presence, allowed values and, for containers, what they contain. `role` is `key` for a payload
+ * or dictionary key, `any` for the rule of a dictionary's unlisted keys, `item` for an array's elements
+ * (neither of the last two can be missing, so they carry no presence).
+ */
+function profileValue(key, support, rel, trail, stats, role = 'key') {
+  const where = `${rel}: ${trail.join('.')}`
+  const type = TYPES[key.type]
+  if (!type) throw new Error(`${where} has type ${key.type}`)
+  const entry = { type }
+  if (role === 'key') {
+    if (key.presence === undefined) count(stats.presenceDefaulted, rel)
+    entry.presence = key.presence ?? 'optional'
+  }
+  if (key.rangelist) entry.rangelist = key.rangelist
+  if (key.range) entry.range = key.range
+  if (key.format !== undefined) {
+    new RegExp(key.format) // refuse a pattern JavaScript cannot read rather than skip it later
+    entry.format = key.format
+  }
+  if (key.default !== undefined) entry.default = key.default
+  if (key.valuetype ?? key.subtype) entry.valueType = key.valuetype ?? key.subtype
+  if (key.repetition && role !== 'item') stats.notDerived.push(`${where}: repetition outside an array`)
+  if (!key.subkeys?.length) return entry
+  if (type === 'dictionary') {
+    const only = key.subkeys.length === 1 ? key.subkeys[0] : undefined
+    if (only?.type === '<dictionary>' && only.key === `${key.key}Item` && only.subkeys?.every((k) => k.key === 'ANY')) {
+      // TopLevel ConsentText: a placeholder dictionary (as in an <array> container) whose ANY keys are the
+      // dictionary's own ("A dictionary that includes: a key that contains the IETF BCP 47 identifier").
+      stats.placeholders.push(`${rel}: ${trail.join('.')}`)
+      entry.anyKeys = profileValue(only.subkeys[0], support, rel, [...trail, '*'], stats, 'any')
+      return entry
+    }
+    const { keys, anyKeys } = profileKeys(key.subkeys, support, rel, trail, stats)
+    entry.keys = keys
+    if (anyKeys) entry.anyKeys = anyKeys
+  } else if (type === 'array') {
+    // schema.md, "<array> container": one item, the type of every element.
+    if (key.subkeys.length !== 1) throw new Error(`${where}: an array with ${key.subkeys.length} item shapes`)
+    const item = key.subkeys[0]
+    if (item.supportedOS) stats.notDerived.push(`${where}: supportedOS of the array item`)
+    entry.items = profileValue(item, support, rel, [...trail, '[]'], stats, 'item')
+    // The cardinality of the item is the length of the array it is an item of (the SCEP Subject pairs).
+    if (item.repetition) entry.repetition = item.repetition
+  } else if (role === 'item') {
+    // schema.md: a scalar item "may have a subkeys key, and each element of that sequence defines a
+    // possible value for the scalar type in the array".
+    entry.rangelist = key.subkeys.map((v) => v.key)
+  } else {
+    throw new Error(`${where}: a ${key.type} with subkeys`)
+  }
+  return entry
+}
+
 // --- PROVENANCE.md ---------------------------------------------------------------------------------
 
-function provenance({ release, date, commands, declarations, stats }) {
+function provenance({ release, date, commands, declarations, profiles, stats, profileStats }) {
   const defaulted = Object.entries(stats.userEnrollmentDefaulted).sort().map(([os, n]) => `${os} ${n}`).join(', ') || 'none'
   const channels = Object.keys(stats.channelDefaulted).sort()
   const onlyTvWatch = Object.keys(stats.userEnrollmentDefaulted).every((os) => os === 'tvOS' || os === 'watchOS')
   const notDerived = stats.notDerived.length ? stats.notDerived.map((n) => `  - ${n}`).join('\n') : '  - (none in this release)'
+  const list = (items) => (items.length ? items.join(', ') : 'none')
+  const payloadTypes = Object.keys(profiles.payloads).sort()
+  const profileFiles = [profiles.configuration.file, profiles.common.file, ...payloadTypes.map((t) => profiles.payloads[t].file)]
+  const presenceDefaulted = Object.entries(profileStats.presenceDefaulted).sort().map(([file, n]) => `${file} ${n}`)
+  const profileUeDefaulted = Object.entries(profileStats.userEnrollmentDefaulted).sort().map(([os, n]) => `${os} ${n}`)
+  const profileNotDerived = profileStats.notDerived.length ? profileStats.notDerived.map((n) => `  - ${n}`).join('\n') : '  - (none in this release)'
   return `# Provenance of the Apple schema tables
 
-\`commands.json\` and \`declarations.json\` are derived data. Do not edit them: change
+\`commands.json\`, \`declarations.json\` and \`profiles.json\` are derived data. Do not edit them: change
 \`scripts/derive-apple-schema.mjs\` and regenerate.
 
 - Source: Apple's device-management schema, https://github.com/apple/device-management
-  (\`mdm/commands/*.yaml\`, \`mdm/checkin/*.yaml\`, \`declarative/declarations/**\`, read as \`docs/schema.md\`
-  and \`docs/schema.yaml\` define them).
+  (\`mdm/commands/*.yaml\`, \`mdm/checkin/*.yaml\`, \`declarative/declarations/**\`, and of \`mdm/profiles\`
+  the files listed under "Configuration profiles" below, read as \`docs/schema.md\` and \`docs/schema.yaml\`
+  define them).
 - License: MIT (Copyright Apple Inc.; the schema's \`LICENSE.txt\`).
 - Schema release: ${release}. The copy used carries no commit id; the release is the one its README and
   \`docs/errata.md\` name.
 - Derived on: ${date}
 - Regenerate: \`npm run derive:apple-schema -- [path-to-apple-schema]\` (default \`../shared/apple-schema\`
   beside the repository), i.e. \`node scripts/derive-apple-schema.mjs [path]\`. The output is
-  deterministic; the test in \`test/protocol/command-rules.test.ts\` re-derives and compares when the schema
-  is present.
-- Contents: ${Object.keys(commands.commands).length} commands, ${Object.keys(commands.checkin).length} check-in messages, ${Object.keys(declarations.declarations).length} declaration types.
+  deterministic; the tests in \`test/protocol/command-rules.test.ts\` and
+  \`test/protocol/profile-schema.test.ts\` re-derive and compare when the schema is present.
+- Contents: ${Object.keys(commands.commands).length} commands, ${Object.keys(commands.checkin).length} check-in messages, ${Object.keys(declarations.declarations).length} declaration types,
+  the Configuration and ${payloadTypes.length} profile payload types.
 
 ## How the schema is read
 
@@ -463,12 +655,56 @@ https://support.apple.com/guide/deployment/depd1c27dfe6/web), and ADDE needs mac
 no macOS declaration lists \`device\` in \`allowed-enrollments\`, a Mac's device enrollment counts as
 \`supervised\`. tvOS and watchOS have no account-driven enrollment (false). User enrollment is never supervised.
 
+## Configuration profiles (\`profiles.json\`)
+
+Read by \`src/protocol/profile-schema.ts\`. Only the payload types the server emits are derived (\`grep -rn
+PayloadType src\`: the enrollment profile of \`src/protocol/profile.ts\`, the Enrollment SSO profile of
+\`src/protocol/esso.ts\` with its certificate payloads); add a file to \`PROFILE_PAYLOADS\` in the script
+when the server emits another. Files:
+${profileFiles.map((f) => `- \`${f}\``).join('\n')}
+
+- **Shape.** \`configuration\` is TopLevel.yaml (\`payloadType\` is the one value of its \`PayloadType\` key,
+  \`Configuration\`), \`common\` the keys every payload has (CommonPayloadKeys.yaml), \`payloads\` one entry per
+  payload type (its \`payloadtype\`, which must equal the file name). A payload's keys are its own plus
+  \`common\`'s. Every key has \`type\`, \`presence\`, and where the schema gives them \`rangelist\`, \`range\`,
+  \`format\` (a regular expression, checked to compile in JavaScript), \`default\`, \`valueType\`;
+  dictionaries have \`keys\` (and \`anyKeys\`, the rule for unlisted keys, from an \`ANY\` subkey; a dictionary
+  without subkeys is not described and takes any key), arrays \`items\` (schema.md, "<array> container").
+- **Platforms.** Only iOS, macOS and visionOS, where account-driven enrollment exists; tvOS and watchOS are
+  left out. Every payload and key has, per platform, its effective \`supportedOS\` (inherited and updated as
+  for commands): \`available\`, \`introduced\`, \`deprecated\`, \`removed\`, \`userEnrollment\`, \`supervised\`,
+  \`requiresDEP\`, and the derived \`accountDrivenDeviceEnrollment\` (as for commands, and false where the
+  mode is \`required\`: "can only be used if user enrollment is in effect"). Payloads also keep \`multiple\`.
+  Entries that relied on the \`userenrollment\` default: ${list(profileUeDefaulted)}.
+- **\`presence\` absent** is read as \`optional\` (schema.md lists only the two values, no default). Keys that
+  relied on it: ${list(presenceDefaulted)}. Array items and \`ANY\` rules carry no presence: they cannot be
+  missing.
+- **\`repetition\` on an array's item** (SCEP \`Subject\`: each pair has \`min: 2, max: 2\`) is read as the
+  length of that array and stored on the array. A scalar item with \`subkeys\` lists the possible values
+  (schema.md) and becomes the item's \`rangelist\`.
+- **Placeholder dictionaries.** A dictionary whose only subkey is a dictionary named \`<key>Item\` holding only
+  \`ANY\` is read as a dictionary of those \`ANY\` keys, like the placeholder of an array, as its \`content\`
+  describes: ${list(profileStats.placeholders)}.
+- **Said only in prose**, quoted by the script (the derivation fails if the text changes):
+${PROSE_RULES.map((r) => `  - \`${r.file}\` ${r.key}: "${r.quote}" -> ${Object.entries(r.rule).map(([k, v]) => `\`${k}: ${v}\``).join(', ')}.`).join('\n')}
+- **Not in the schema.** That \`EnrollmentMode\` \`BYOD\` is user enrollment and \`ADDE\` device enrollment is
+  Apple's documentation (PROTOCOL.md section 6), applied by \`profile-schema.ts\`, not derived.
+- **Not derived for profiles:** prose constraints other than those quoted (AccessRights "Don't set to '0'.
+  Specify '1' if you specify '2'..."; \`URLs\`/\`Hosts\` required by extensible SSO \`Type\`, which
+  \`esso-rules.ts\` checks; SubjectAltName values that may be arrays; the keys that "must not change" on an
+  update); \`allowmanualinstall\`, \`userapprovedmdm\`, the channels and \`sharedipad\` (an account-driven
+  enrollment installs its profiles over MDM, never Shared iPad); \`com.apple.extensiblesso(kerberos).yaml\`
+  (the same payload type, with the Kerberos extension's ExtensionData; the generic file leaves ExtensionData
+  free-form). Structures the walker could not express:
+${profileNotDerived}
+
 ## Not derived
 
 - \`accessrights\` is copied, not checked (it depends on the enrollment profile's AccessRights).
 - Per-key \`introduced\` for commands (a key newer than the target's OS) is not recorded: devices ignore
   keys they do not know.
-- \`mdm/profiles\`, \`mdm/errors\`, \`declarative/status\` and \`declarative/protocol\` are not read here.
+- \`mdm/profiles\` other than the files above, \`mdm/errors\`, \`declarative/status\` and \`declarative/protocol\`
+  are not read here.
 - Structures the walker could not express:
 ${notDerived}
 `

@@ -5,6 +5,8 @@
  * signed profile naming the user's Managed Apple Account.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { PLATFORMS } from '../../src/protocol/platform.js'
+import { profileSchemaProblems } from '../../src/protocol/profile-schema.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
 import { payloadOf, postEnroll, verifyProfile } from '../helpers/enroll.js'
@@ -48,9 +50,12 @@ describe('enrollment through SAML web sign-in', () => {
       const enrolled = await postEnroll(app, { path: enrollPath, token })
       expect(enrolled.statusCode, enrolled.body).toBe(200)
       expect(enrolled.headers['content-type']).toBe('application/x-apple-aspen-config')
-      const mdm = payloadOf(verifyProfile(app, enrolled.rawPayload), 'com.apple.mdm')
+      const profile = verifyProfile(app, enrolled.rawPayload)
+      const mdm = payloadOf(profile, 'com.apple.mdm')
       expect(String(mdm.AssignedManagedAppleID).toLowerCase()).toBe('alice@example.test')
       expect(mdm.EnrollmentMode).toBe('BYOD')
+      // The served profile obeys Apple's schema for user enrollment on every account-driven platform.
+      for (const platform of PLATFORMS) expect(profileSchemaProblems(profile, { platform, enrollment: 'user' }), platform).toEqual([])
     })
   }
 
