@@ -70,7 +70,14 @@ export class OidcClient {
   private cached?: { configuration: oidc.Configuration; at: number }
   private pending?: Promise<oidc.Configuration>
 
-  constructor(readonly settings: OidcSettings) {}
+  /**
+   * `fetch` replaces the global fetch for every request to the IdP: `npm run doctor` sends them through
+   * its own transport (extra trust roots, --connect-to) and classifies network failures itself.
+   */
+  constructor(
+    readonly settings: OidcSettings,
+    private readonly options: { fetch?: oidc.CustomFetch } = {},
+  ) {}
 
   /** The IdP's authorization endpoint, for the enroll challenge's `authorization-url`. */
   async authorizationEndpoint(): Promise<string> {
@@ -193,7 +200,9 @@ export class OidcClient {
     // too, instead of trusting the TLS connection alone.
     const execute = [oidc.enableNonRepudiationChecks]
     if (allowInsecureHttp) execute.push(oidc.allowInsecureRequests)
-    return this.call('discovery', () => oidc.discovery(new URL(issuer), clientId, { client_secret: clientSecret }, auth, { execute, timeout: timeoutSeconds }))
+    const options: oidc.DiscoveryRequestOptions = { execute, timeout: timeoutSeconds }
+    if (this.options.fetch) options[oidc.customFetch] = this.options.fetch
+    return this.call('discovery', () => oidc.discovery(new URL(issuer), clientId, { client_secret: clientSecret }, auth, options))
   }
 
   private isAllowedUrl(value: string): boolean {
