@@ -7,7 +7,7 @@
  * on its own line with its message; the configuration a bare `npm start` uses passes with warnings.
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -92,6 +92,7 @@ afterAll(async () => {
   await Promise.all(peers.map((p) => p.close()))
   await oidc?.close()
   await t?.close()
+  rmSync(tmp, { recursive: true, force: true })
 })
 
 const essoFile = path.join(tmp, 'sso.json')
