@@ -206,11 +206,20 @@ export interface Config {
   }
 }
 
+export interface LoadOptions {
+  /**
+   * Embedded mode without SERVER_SECRET: create DATA_DIR and its `server-secret` file when missing
+   * (default). `npm run doctor` passes false: it must leave a machine as it found it, and with no data
+   * directory there are no stored keys the secret could open, so a throwaway one is returned instead.
+   */
+  createDataDir?: boolean
+}
+
 /**
  * Parses the environment into a Config, or throws ConfigError naming the first bad variable.
- * In embedded mode this may create DATA_DIR and the SERVER_SECRET file in it.
+ * In embedded mode this may create DATA_DIR and the SERVER_SECRET file in it (see LoadOptions).
  */
-export function loadConfig(env: Environment = process.env): Config {
+export function loadConfig(env: Environment = process.env, options: LoadOptions = {}): Config {
   // Empty strings mean "unset": `FOO=` in a .env file or a compose file should fall back to the default.
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
   const parsed = envSchema.safeParse(cleaned)
@@ -254,7 +263,7 @@ export function loadConfig(env: Environment = process.env): Config {
         'required when DATABASE_URL is set, so every server process can read the shared keys (generate one with: openssl rand -base64 32)',
       )
     }
-    serverSecret = embeddedServerSecret(dataDir)
+    serverSecret = embeddedServerSecret(dataDir, options.createDataDir ?? true)
   }
 
   const apnsCredentials = readApnsCredentials(e)
@@ -353,7 +362,7 @@ function parseTrustProxy(v: string | undefined): boolean | string {
 }
 
 /** Embedded mode keeps its secret next to the database, created once with mode 0600. */
-function embeddedServerSecret(dataDir: string): string {
+function embeddedServerSecret(dataDir: string, create: boolean): string {
   const file = path.join(dataDir, 'server-secret')
   try {
     if (existsSync(file)) {
@@ -361,6 +370,7 @@ function embeddedServerSecret(dataDir: string): string {
       if (secret.length < 32) throw new ConfigError('SERVER_SECRET', `${file} holds fewer than 32 characters`)
       return secret
     }
+    if (!create) return randomBytes(32).toString('base64url')
     mkdirSync(dataDir, { recursive: true })
     const secret = randomBytes(32).toString('base64url')
     writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' })

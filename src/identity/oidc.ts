@@ -70,7 +70,14 @@ export class OidcClient {
   private cached?: { configuration: oidc.Configuration; at: number }
   private pending?: Promise<oidc.Configuration>
 
-  constructor(readonly settings: OidcSettings) {}
+  /**
+   * `fetch` replaces the global fetch for every request to the IdP: `npm run doctor` sends them through
+   * its own transport (extra trust roots, --connect-to) and classifies network failures itself.
+   */
+  constructor(
+    readonly settings: OidcSettings,
+    private readonly options: { fetch?: oidc.CustomFetch } = {},
+  ) {}
 
   /** The IdP's authorization endpoint, for the enroll challenge's `authorization-url`. */
   async authorizationEndpoint(): Promise<string> {
@@ -193,7 +200,9 @@ export class OidcClient {
     // too, instead of trusting the TLS connection alone.
     const execute = [oidc.enableNonRepudiationChecks]
     if (allowInsecureHttp) execute.push(oidc.allowInsecureRequests)
-    return this.call('discovery', () => oidc.discovery(new URL(issuer), clientId, { client_secret: clientSecret }, auth, { execute, timeout: timeoutSeconds }))
+    const options: oidc.DiscoveryRequestOptions = { execute, timeout: timeoutSeconds }
+    if (this.options.fetch) options[oidc.customFetch] = this.options.fetch
+    return this.call('discovery', () => oidc.discovery(new URL(issuer), clientId, { client_secret: clientSecret }, auth, options))
   }
 
   private isAllowedUrl(value: string): boolean {
@@ -214,6 +223,10 @@ export class OidcClient {
   }
 }
 
+/** OAuth errors that mean the IdP refuses us as a client: an administrator must act. */
+const CLIENT_ERRORS = ['invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope']
+const CLIENT_HINT = " (check OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_TOKEN_AUTH_METHOD and the client's settings at the IdP)"
+
 /** Sorts openid-client's errors into what the token endpoint answers for each. */
 export function classify(what: string, err: unknown): OidcError {
   if (err instanceof OidcError) return err
@@ -221,12 +234,15 @@ export function classify(what: string, err: unknown): OidcError {
     // An OAuth error from the IdP. Its error_description is not repeated: some IdPs echo request values.
     const message = `${what}: the IdP answered ${err.status} ${err.error}`
     if (err.status >= 500 || err.error === 'temporarily_unavailable') return new OidcError('unavailable', message, { cause: err })
-    if (['invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'].includes(err.error)) {
-      return new OidcError('misconfigured', `${message} (check OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, OIDC_TOKEN_AUTH_METHOD and the client's settings at the IdP)`, { cause: err })
-    }
+    if (CLIENT_ERRORS.includes(err.error)) return new OidcError('misconfigured', `${message}${CLIENT_HINT}`, { cause: err })
     return new OidcError('refused', message, { cause: err })
   }
   if (err instanceof oidc.WWWAuthenticateChallengeError) {
+    // RFC 6749 section 5.2: a client that authenticated with the Authorization header and failed gets 401
+    // with a WWW-Authenticate challenge carrying `error="invalid_client"` (oidc-provider does this);
+    // openid-client then reports the challenge, not the JSON body beside it.
+    const error = err.cause.map((c) => c.parameters.error).find((e): e is string => typeof e === 'string')
+    if (error && CLIENT_ERRORS.includes(error)) return new OidcError('misconfigured', `${what}: the IdP answered ${err.status} ${error}${CLIENT_HINT}`, { cause: err })
     return new OidcError(err.status >= 500 ? 'unavailable' : 'refused', `${what}: the IdP answered ${err.status} with a challenge`, { cause: err })
   }
   const code = (err as { code?: unknown }).code

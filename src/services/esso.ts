@@ -44,9 +44,7 @@ const CACHE_LIMIT = 256
 
 export function createEssoService(deps: { db: Client; config: Config; keys: ServerKeys; urls: ServerUrls }): EssoService {
   const { db, config, keys, urls } = deps
-  const host = new URL(config.serverUrl).hostname
-  // The prefix of every identifier: the same reverse-DNS name the enrollment profile's identifier uses.
-  const identifierPrefix = host.split('.').reverse().join('.').replace(/[^A-Za-z0-9.-]/g, '-')
+  const identifierPrefix = essoIdentifierPrefix(config.serverUrl)
   const cache = new Map<string, EssoArtifacts>()
 
   const sign = (plist: Buffer) => signCms({ content: plist, certificate: keys.profileSigner.certificate, privateKey: keys.profileSigner.privateKey, extraCertificates: keys.profileSigner.chain })
@@ -67,7 +65,7 @@ export function createEssoService(deps: { db: Client; config: Config; keys: Serv
     return essoSettingsFromJson(team.essoSettings)
   }
 
-  const modeFor = (settings: EssoSettings): EssoMode => (settings.developerAppIds?.length ? 'developer' : 'standard')
+  const modeFor = essoModeOf
 
   async function teamWith(teamToken: string): Promise<{ team: Team; settings: EssoSettings }> {
     const team = await teamOfUrl(db, teamToken)
@@ -108,24 +106,44 @@ export function createEssoService(deps: { db: Client; config: Config; keys: Serv
       return build(team.enrollmentToken, settings, modeFor(settings)).declarations
     },
 
-    problems(settings) {
-      let artifacts: EssoArtifacts
-      try {
-        // A throwaway token: the documents' rules do not depend on it.
-        artifacts = buildEssoArtifacts(settings, { identifierPrefix, orgName: config.orgName, legacyProfileUrl: (k) => urls.essoProfile('validation', k), sign }, modeFor(settings))
-      } catch (err) {
-        return (err as { problems?: string[] }).problems ?? [(err as Error).message]
-      }
-      return validateEssoDocument(artifacts.document, modeFor(settings), {
-        unwrapProfile: (signed) => {
-          const content = parseSignedData(signed).content
-          if (!content) throw new Error('the profile is not signed with its content attached')
-          return content
-        },
-        legacyProfile: (url) => artifacts.legacyProfiles.find((p) => url.endsWith(`/${p.key}`))?.signed,
-      })
-    },
+    problems: (settings) => essoProblems(settings, { config, urls, signer: keys.profileSigner }),
   }
+}
+
+/** The document a team's devices get: the test-mode one when developer App IDs are set. */
+export function essoModeOf(settings: EssoSettings): EssoMode {
+  return settings.developerAppIds?.length ? 'developer' : 'standard'
+}
+
+/** The prefix of every identifier: the same reverse-DNS name the enrollment profile's identifier uses. */
+function essoIdentifierPrefix(serverUrl: string): string {
+  return new URL(serverUrl).hostname.split('.').reverse().join('.').replace(/[^A-Za-z0-9.-]/g, '-')
+}
+
+/**
+ * The rules of section 5 the settings' documents break (empty: both documents would be served as built).
+ * Builds the document as the service would, signed by `signer` (the rules do not depend on which key
+ * signs), and validates it. `npm run doctor` calls it directly, before the server has started.
+ */
+export function essoProblems(settings: EssoSettings, deps: { config: Config; urls: ServerUrls; signer: Pick<ServerKeys['profileSigner'], 'certificate' | 'privateKey' | 'chain'> }): string[] {
+  const { config, urls, signer } = deps
+  const mode = essoModeOf(settings)
+  const sign = (plist: Buffer) => signCms({ content: plist, certificate: signer.certificate, privateKey: signer.privateKey, extraCertificates: signer.chain })
+  let artifacts: EssoArtifacts
+  try {
+    // A throwaway token: the documents' rules do not depend on it.
+    artifacts = buildEssoArtifacts(settings, { identifierPrefix: essoIdentifierPrefix(config.serverUrl), orgName: config.orgName, legacyProfileUrl: (k) => urls.essoProfile('validation', k), sign }, mode)
+  } catch (err) {
+    return (err as { problems?: string[] }).problems ?? [(err as Error).message]
+  }
+  return validateEssoDocument(artifacts.document, mode, {
+    unwrapProfile: (signed) => {
+      const content = parseSignedData(signed).content
+      if (!content) throw new Error('the profile is not signed with its content attached')
+      return content
+    },
+    legacyProfile: (url) => artifacts.legacyProfiles.find((p) => url.endsWith(`/${p.key}`))?.signed,
+  })
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Config, PemIdentity } from '../config/index.js'
 import { SecretBox } from '../pki/secretbox.js'
 import type { Db } from '../storage/database.js'
 import { findKeyMaterial, insertKeyMaterial } from '../storage/keys.js'
+import type { KeyMaterial } from '../storage/types.js'
 import { createSelfSigned, generateRsaKeyPair, type Identity } from '../pki/x509.js'
 
 export interface ServerKeys {
@@ -16,7 +17,7 @@ export interface ServerKeys {
   profileSigner: Identity
 }
 
-type KeyName = keyof ServerKeys
+export type KeyName = keyof ServerKeys
 
 const YEAR_MS = 365 * 24 * 3600 * 1000
 
@@ -61,7 +62,8 @@ export async function loadServerKeys(db: Db, config: Config, log?: KeyLogger): P
   return { scepCa, profileSigner }
 }
 
-function fromPem(given: PemIdentity): Identity {
+/** An identity the administrator gave as PEM (config has already checked that the key matches). */
+export function fromPem(given: PemIdentity): Identity {
   return {
     certificate: new X509Certificate(given.certificatePem),
     privateKey: createPrivateKey(given.keyPem),
@@ -97,6 +99,11 @@ export async function loadOrGenerate(
     row = await findKeyMaterial(db, name)
     if (!row) throw new Error(`the ${name} key was stored but cannot be read back`)
   }
+  return openStored(box, name, row)
+}
+
+/** A stored key's certificate and its private key, decrypted with SERVER_SECRET. */
+function openStored(box: SecretBox, name: KeyName, row: KeyMaterial): Identity {
   let der: Buffer
   try {
     der = box.open(name, { ciphertext: Buffer.from(row.keyCiphertext), nonce: Buffer.from(row.keyNonce), tag: Buffer.from(row.keyTag) })
@@ -111,4 +118,16 @@ export async function loadOrGenerate(
     privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
     chain: [],
   }
+}
+
+/**
+ * One of the server's identities as the server would use it, without generating anything (npm run
+ * doctor): from the configuration when given there, else from the database; null when neither has it
+ * yet (the first start generates it). Throws when the stored key cannot be decrypted.
+ */
+export async function readServerKey(db: Db, config: Config, name: KeyName): Promise<{ identity: Identity; source: 'config' | 'database' } | null> {
+  const given = config.keys[name]
+  if (given) return { identity: fromPem(given), source: 'config' }
+  const row = await findKeyMaterial(db, name)
+  return row ? { identity: openStored(new SecretBox(config.serverSecret), name, row), source: 'database' } : null
 }

@@ -149,6 +149,17 @@ function wrapPglite(pglite: PGlite, close: () => Promise<void>): Database {
   }
 }
 
+/** The embedded database directory is locked by another live process (a running server). */
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError'
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+  ) {
+    super(`the embedded database in ${dir} is in use by process ${pid}; stop it first, or set DATABASE_URL to share a Postgres server between processes`)
+  }
+}
+
 /**
  * PGlite is an in-process database: two processes opening the same directory would corrupt it. A lock
  * file with our pid makes the second one stop with a clear message; a lock left by a dead process is
@@ -166,9 +177,7 @@ function acquireDirLock(dir: string): () => void {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
       const pid = Number.parseInt(readFileSync(file, 'utf8'), 10)
       if (Number.isInteger(pid) && pid !== process.pid && isAlive(pid)) {
-        throw new Error(
-          `the embedded database in ${path.dirname(dir)} is in use by process ${pid}; stop it first, or set DATABASE_URL to share a Postgres server between processes`,
-        )
+        throw new DatabaseInUseError(path.dirname(dir), pid)
       }
       rmSync(file, { force: true })
     }

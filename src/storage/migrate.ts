@@ -88,3 +88,31 @@ export async function appliedMigrationNames(db: Db): Promise<Set<string>> {
   const rows = await db.$queryRawUnsafe<{ name: string }[]>('SELECT name FROM schema_migrations')
   return new Set(rows.map((r) => r.name))
 }
+
+export interface MigrationStatus {
+  /** Known migrations not applied yet (the server applies them at its next start). */
+  pending: string[]
+  /** Applied migrations whose file changed since (the server refuses to start). */
+  changed: string[]
+  /** Applied migrations this code does not have (a newer version ran). */
+  unknown: string[]
+  /** How many known migrations are applied. */
+  applied: number
+}
+
+/**
+ * What `migrate` would find, without changing anything (npm run doctor): no lock, no table created. A
+ * database without `schema_migrations` has every migration pending.
+ */
+export async function migrationStatus(session: SqlSession, migrations: Migration[] = readMigrations()): Promise<MigrationStatus> {
+  const [table] = await session.query<{ present: boolean }>("SELECT to_regclass('schema_migrations') IS NOT NULL AS present")
+  const rows = table?.present ? await session.query<{ name: string; checksum: string }>('SELECT name, checksum FROM schema_migrations') : []
+  const done = new Map(rows.map((r) => [r.name, r.checksum]))
+  const known = new Set(migrations.map((m) => m.name))
+  return {
+    pending: migrations.filter((m) => !done.has(m.name)).map((m) => m.name),
+    changed: migrations.filter((m) => done.has(m.name) && done.get(m.name) !== m.checksum).map((m) => m.name),
+    unknown: [...done.keys()].filter((n) => !known.has(n)).sort(),
+    applied: migrations.filter((m) => done.has(m.name)).length,
+  }
+}

@@ -43,13 +43,22 @@ export async function teamOfUrl(db: Db, enrollmentToken: string | null | undefin
  * create one team, and every later lookup finds the oldest team of that name.
  */
 export async function ensureTeamNamed(db: Client, name: string): Promise<Team> {
-  const oldest = { where: { name }, orderBy: [{ createdAt: 'asc' as const }, { id: 'asc' as const }] }
+  const oldest = oldestNamed(name)
   const existing = await db.team.findFirst(oldest)
   if (existing) return existing
   return db.$transaction(async (tx) => {
     await lockTeamNames(tx)
     return (await tx.team.findFirst(oldest)) ?? tx.team.create({ data: { name, enrollmentToken: newEnrollmentToken() } })
   })
+}
+
+/** The team ENROLL_DOMAINS means by this name (the oldest of that exact name), without creating it. */
+export function findTeamNamed(db: Db, name: string): Promise<Team | null> {
+  return db.team.findFirst(oldestNamed(name))
+}
+
+function oldestNamed(name: string) {
+  return { where: { name }, orderBy: [{ createdAt: 'asc' as const }, { id: 'asc' as const }] }
 }
 
 /** Serialises everything that creates or renames teams, until the transaction ends. */

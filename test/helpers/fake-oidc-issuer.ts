@@ -16,7 +16,7 @@ export interface CraftOptions {
   hmacSecret?: string
 }
 
-export type TokenAnswer = { status: number; body: unknown }
+export type TokenAnswer = { status: number; body: unknown; headers?: Record<string, string> }
 
 export interface FakeIssuer {
   issuer: string
@@ -46,8 +46,8 @@ export async function startFakeIssuer(options: { clientId?: string; algs?: strin
   const metadata: Record<string, unknown> = {}
 
   const server = http.createServer((req, res) => {
-    const send = (status: number, body: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers })
       res.end(JSON.stringify(body))
     }
     const url = new URL(req.url ?? '/', 'http://x')
@@ -66,8 +66,8 @@ export async function startFakeIssuer(options: { clientId?: string; algs?: strin
         const answer = codes.get(code)
         codes.delete(code)
         if (!answer) return send(400, { error: 'invalid_grant', error_description: 'unknown or used code' })
-        const { status, body: out } = typeof answer === 'function' ? answer() : answer
-        return send(status, out)
+        const { status, body: out, headers } = typeof answer === 'function' ? answer() : answer
+        return send(status, out, headers)
       })
       return
     }

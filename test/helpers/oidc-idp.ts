@@ -9,6 +9,7 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import http from 'node:http'
+import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import Provider, { type Configuration } from 'oidc-provider'
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js'
@@ -47,6 +48,11 @@ export interface TestIdpOptions {
   redirectUris?: string[]
   /** Rotate its refresh tokens on every use (and revoke the grant when an old one is replayed). */
   rotateRefreshTokens?: boolean
+  /**
+   * Serve https with this certificate, the issuer named `https://<host>:<port>` (the client reaches it
+   * through its own name mapping, e.g. the doctor's --connect-to). Default: http on 127.0.0.1.
+   */
+  tls?: { key: string; cert: string; host: string }
 }
 
 export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestIdp> {
@@ -57,7 +63,7 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
 
   let handler: ReturnType<Provider['callback']> | undefined
   let provider: Provider | undefined
-  const server = http.createServer((req, res) => {
+  const listener: http.RequestListener = (req, res) => {
     if (req.url?.startsWith('/interaction/')) {
       interaction(provider!, accounts, req, res).catch((err: Error) => {
         res.statusCode = 500
@@ -67,12 +73,13 @@ export async function startTestIdp(options: TestIdpOptions = {}): Promise<TestId
     }
     if (req.url?.startsWith('/token')) state.tokenRequests++
     handler!(req, res)
-  })
+  }
+  const server = options.tls ? https.createServer({ key: options.tls.key, cert: options.tls.cert }, listener) : http.createServer(listener)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const target = { host: '127.0.0.1', port: (server.address() as AddressInfo).port }
   // The issuer is the proxy's address, so the whole IdP (discovery, token, JWKS) can be cut at once.
   const proxy: TcpProxy = await startTcpProxy(target)
-  const issuer = `http://127.0.0.1:${proxy.port}`
+  const issuer = options.tls ? `https://${options.tls.host}:${proxy.port}` : `http://127.0.0.1:${proxy.port}`
 
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const configuration: Configuration = {

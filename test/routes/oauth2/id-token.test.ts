@@ -121,6 +121,11 @@ describe('IdP errors at the token endpoint', () => {
     await expectRefused({ status: 401, body: { error: 'invalid_client' } }, /invalid_client.*OIDC_CLIENT_SECRET/, 502, 'server_error')
   })
 
+  it('answers 502 server_error too when the refusal is a WWW-Authenticate challenge (RFC 6749 section 5.2, as oidc-provider answers)', async () => {
+    const challenge = { 'www-authenticate': 'Basic realm="idp", error="invalid_client", error_description="client authentication failed"' }
+    await expectRefused({ status: 401, headers: challenge, body: { error: 'invalid_client' } }, /401 invalid_client.*OIDC_CLIENT_SECRET/, 502, 'server_error')
+  })
+
   it('answers invalid_grant for a token response that is not a token response', async () => {
     await expectRefused({ status: 200, body: { token_type: 'Bearer' } }, /access_token/)
   })
