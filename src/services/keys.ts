@@ -103,7 +103,7 @@ export async function loadOrGenerate(
 }
 
 /** A stored key's certificate and its private key, decrypted with SERVER_SECRET. */
-function openStored(box: SecretBox, name: KeyName, row: KeyMaterial): Identity {
+function openStored(box: SecretBox, name: string, row: KeyMaterial): Identity {
   let der: Buffer
   try {
     der = box.open(name, { ciphertext: Buffer.from(row.keyCiphertext), nonce: Buffer.from(row.keyNonce), tag: Buffer.from(row.keyTag) })

@@ -140,16 +140,25 @@ function line(results: CheckResult[], id: string): CheckResult {
 
 const statuses = (results: CheckResult[]) => Object.fromEntries(results.map((r) => [r.id, r.status]))
 
+/** An ABM connection as an upload stores it (services/abm.ts): the doctor reads only its expiry and account. */
+async function connectAbm(tokenExpiresAt: Date) {
+  const sealed = new Uint8Array(new ArrayBuffer(16))
+  const data = { tokenCiphertext: sealed, tokenNonce: sealed, tokenTag: sealed, tokenExpiresAt, serverUuid: 'server-uuid', account: { server_name: 'Doctor test' }, accountCheckedAt: new Date() }
+  await t.app.db.prisma.abmConnection.upsert({ where: { id: 'default' }, create: { id: 'default', ...data }, update: data })
+}
+
 describe('a good configuration', () => {
   it('passes every check, one line each', async () => {
-    const results = await doctor(goodEnv())
+    await connectAbm(new Date(Date.now() + 200 * 86_400_000))
+    const results = await doctor(goodEnv()).finally(() => t.app.db.prisma.abmConnection.deleteMany())
     expect(results.filter((r) => r.status !== 'ok').map(formatLine)).toEqual([])
-    expect(results.map((r) => r.id)).toEqual(['configuration', 'database', 'server-url', 'server-reachable', 'server-tls', 'saml', 'oidc', 'scep-ca', 'profile-signer', 'apns', 'esso', 'well-known:example.test', 'tls:example.test'])
+    expect(results.map((r) => r.id)).toEqual(['configuration', 'database', 'server-url', 'server-reachable', 'server-tls', 'saml', 'oidc', 'scep-ca', 'profile-signer', 'apns', 'esso', 'abm', 'well-known:example.test', 'tls:example.test'])
     expect(line(results, 'database').message).toContain(`all ${MIGRATIONS.length} migrations applied`)
     expect(line(results, 'saml').message).toContain(saml.entityId)
     expect(line(results, 'oidc').message).toContain(oidc.clientId)
     expect(line(results, 'scep-ca').message).toContain(day(new Date(t.app.keys.scepCa.certificate.validTo)))
     expect(line(results, 'apns').message).toContain(push.topic)
+    expect(line(results, 'abm').message).toContain('Doctor test')
     expect(line(results, 'well-known:example.test').message).toMatch(/pointing at this server/)
     expect(line(results, 'server-tls').message).toMatch(/TLS ?1\.3/)
     expect(line(results, 'server-reachable').message).toContain('this server')
@@ -399,6 +408,20 @@ describe('Enrollment SSO', () => {
       expect(line(results, 'esso')).toMatchObject({ status: 'fail', message: expect.stringMatching(/team "Kiosks" would break Apple's rules: .*Type/), fix: expect.stringContaining(`/api/v1/admin/teams/${team.id}/esso`) })
     } finally {
       await t.app.db.prisma.team.delete({ where: { id: team.id } })
+    }
+  })
+})
+
+describe('Apple Business Manager', () => {
+  it('skips a server that is not connected, fails an expired server token and warns about one near expiry', async () => {
+    expect(line(await doctor(goodEnv()), 'abm')).toMatchObject({ status: 'skipped', message: expect.stringMatching(/not connected/) })
+    try {
+      await connectAbm(new Date(Date.now() - 86_400_000))
+      expect(line(await doctor(goodEnv()), 'abm')).toMatchObject({ status: 'fail', message: expect.stringMatching(/server token expired on .*download a new token/) })
+      await connectAbm(new Date(Date.now() + 10 * 86_400_000))
+      expect(line(await doctor(goodEnv()), 'abm')).toMatchObject({ status: 'warn', message: expect.stringMatching(/expires on .* \(in (9|10) days\)/) })
+    } finally {
+      await t.app.db.prisma.abmConnection.deleteMany()
     }
   })
 })

@@ -7,6 +7,7 @@
 import type { Config, Environment } from '../../config/index.js'
 import type { Identity } from '../../pki/x509.js'
 import type { Database, DatabaseOptions } from '../../storage/database.js'
+import { checkAbm } from './abm.js'
 import { checkApns } from './apns.js'
 import { loadForDoctor } from './config.js'
 import { checkDatabase } from './database.js'
@@ -46,6 +47,7 @@ const LABELS: Record<string, string> = {
   'profile-signer': 'profile signing identity',
   apns: 'APNs push certificate',
   esso: 'Enrollment SSO',
+  abm: 'Apple Business Manager',
   'well-known': '.well-known',
 }
 
@@ -89,6 +91,7 @@ export async function runDoctor(env: Environment, options: DoctorOptions = {}): 
     add('saml', broken('saml') ?? checkSaml(config, now))
     add('apns', broken('apns') ?? checkApns(config, env, now))
     add('esso', broken('esso') ?? (await checkEsso(config, database.db, signer)))
+    add('abm', await checkAbm(database.db, now))
     for (const result of await network) results.push(result)
   } finally {
     await (database.db ?? database.openOnly)?.close().catch(() => {})
@@ -124,7 +127,7 @@ function order(results: CheckResult[]): CheckResult[] {
   const rank = (id: string) => {
     const base = id.split(':')[0]!
     // A domain's TLS line follows its .well-known line.
-    const i = ['configuration', 'database', 'server-url', 'server-reachable', 'server-tls', 'saml', 'oidc', 'scep-ca', 'profile-signer', 'apns', 'esso', 'well-known'].indexOf(base === 'tls' ? 'well-known' : base)
+    const i = ['configuration', 'database', 'server-url', 'server-reachable', 'server-tls', 'saml', 'oidc', 'scep-ca', 'profile-signer', 'apns', 'esso', 'abm', 'well-known'].indexOf(base === 'tls' ? 'well-known' : base)
     return i < 0 ? 99 : i
   }
   return results.map((r, i) => ({ r, i })).sort((a, b) => rank(a.r.id) - rank(b.r.id) || a.i - b.i).map(({ r }) => r)
