@@ -3,7 +3,7 @@ import type { App } from '../../src/app.js'
 
 export const ADMIN_TOKEN = 'admin-token-0123456789abcdef0123456789abcdef'
 
-export function admin(app: App, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown) {
+export function admin(app: App, method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, body?: unknown) {
   return app.inject({
     method,
     url: `/api/v1/admin${url}`,
