@@ -75,7 +75,8 @@ export function answerCommand(command: PlistDict & { RequestType: string }, stat
   const type = command.RequestType
   if (options.notNow) return { status: 'NotNow', fields: {}, note: `${type}: NotNow (--not-now)` }
   if (!commandRules(type)) return error(12021, MDM_ERROR_DOMAIN, `The MDM command “${type}” is not supported.`, `${type}: Error (unknown RequestType)`)
-  const allowed = checkCommand(command, { platform: state.model.platform, osVersion: state.model.osVersion, channel: state.channel, enrollment: 'user' })
+  // The command itself, not its keys: a device leaves out what user enrollment withholds (UDID in Queries, ...).
+  const allowed = checkCommand({ RequestType: type }, { platform: state.model.platform, osVersion: state.model.osVersion, channel: state.channel, enrollment: 'user' })
   if (!allowed.ok) return error(12021, MDM_ERROR_DOMAIN, `The MDM command “${type}” is not supported on this device: ${allowed.rule}.`, `${type}: Error (${allowed.rule})`)
   const answer = ANSWERS[type]
   return answer ? answer(command, state) : { status: 'Acknowledged', fields: {}, note: `${type}: Acknowledged` }
