@@ -156,7 +156,8 @@ export async function simulateEnrollment<R extends TransportResponse>(options: S
     await run('declarative-sync', async () => {
       const sync = await device.declarativeSync()
       const why = syncRequested ? 'asked by a DeclarativeManagement command' : 'after enrollment'
-      return sync.served ? { summary: `${sync.held.size} declaration(s) (${why})`, notes: sync.notes } : { summary: 'not served', notes: sync.notes }
+      if (!sync.served) return { summary: 'not served', notes: sync.notes }
+      return { summary: sync.held.size ? `${sync.held.size} declaration(s) applied (${why})` : `no declarations assigned to this team, nothing to apply (${why})`, notes: sync.notes }
     })
     if (options.checkout) await run('checkout', async () => (await device.checkOut(), { summary: 'the enrollment is checked out' }))
   } catch (err) {
