@@ -73,6 +73,28 @@ describe('npm run simulate against a started server', () => {
       expect(text.stdout).toMatch(new RegExp(`^  ok   ${title.replace(/[()]/g, '\\$&')}\\s+\\d+ ms`, 'm'))
     }
     expect(text.stdout).toMatch(/All 12 steps passed in \d+ ms: bob@example.com enrolled and checked out/)
+
+    // Without --sign-in: the URL to open is printed, a person signs in in a browser (here: fetch) and
+    // pastes the apple-remotemanagement-user-login: URL the browser ended on.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/simulate.ts', '--server', server, '--user', 'dana@example.com'], { cwd: ROOT, env: bareEnv(), stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    const until = Date.now() + 60_000
+    while (!/Paste it here and press Enter:/.test(out) && Date.now() < until) await new Promise((r) => setTimeout(r, 100))
+    const pageUrl = /Open this sign-in page in a browser and sign in as dana@example.com:\n\n {2}(\S+)/.exec(out)?.[1]
+    expect(pageUrl, out).toMatch(new RegExp(`^${server}/mdm/sso/[^?]+\\?user-identifier=dana%40example.com$`))
+    const page = await (await fetch(pageUrl!)).text()
+    const form = /<form method="post" action="([^"]+)">([\s\S]*?)<\/form>/.exec(page)!
+    const fields = new URLSearchParams([...form[2]!.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((m) => [m[1]!, m[2]!.replace(/&#64;/g, '@')]))
+    fields.set('email', 'dana@example.com')
+    const signedIn = await fetch(form[1]!, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: fields.toString(), redirect: 'manual' })
+    expect(signedIn.status).toBe(308)
+    child.stdin.end(`${signedIn.headers.get('location')}\n`)
+    expect(await exited, out).toBe(0)
+    expect(out).toMatch(/ok {3}sign-in\s+\d+ ms {2}web sign-in \(browser\) returned an access token/)
+    expect(out).toMatch(/All 10 steps passed/)
   }, 240_000)
 
   it('names SERVER_URL when the URLs the server hands out are not where the device reached it: exit 1', async () => {
