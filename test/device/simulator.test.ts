@@ -70,7 +70,7 @@ describe('diagnosis of a failed step', () => {
     } finally {
       await saml.app.close()
     }
-  })
+  }, 120_000)
 
   it('turns network failures into the likely fix: SERVER_URL for another origin, TLS trust, rate limits', () => {
     const net = (url: string, code: string) => new StepFailure('scep', { expected: 'x', got: 'y', url, networkCode: code })
@@ -92,7 +92,7 @@ describe('the device', () => {
     } finally {
       await log.app.close()
     }
-  })
+  }, 120_000)
 
   it('--not-now: the queued command is answered NotNow and stays queued', async () => {
     let uuid = ''
@@ -131,7 +131,7 @@ describe('the device', () => {
     } finally {
       await esso.close()
     }
-  })
+  }, 120_000)
 })
 
 describe('command answers', () => {

@@ -123,7 +123,7 @@ describe.each(METHODS)('the whole enrollment through the simulator: $name', (met
     const { report, queued } = await enroll(transport, () => t.app, method.user, signIn([t.app], transport))
     expect(report.steps.find((s) => s.step === 'enroll-challenge')?.summary).toContain(challenge)
     await expectWholeFlow(report, queued, () => t.app, method.user)
-  })
+  }, 180_000)
 
   it('two server processes sharing one database, each request to a random one', async () => {
     const { env, signIn } = await method.setup()
@@ -136,5 +136,5 @@ describe.each(METHODS)('the whole enrollment through the simulator: $name', (met
     await expectWholeFlow(report, queued, either, method.user)
     // Both processes served the device (about 20 requests: each is missed with probability 2^-20).
     expect(Math.min(...transport.counts)).toBeGreaterThan(0)
-  })
+  }, 180_000)
 })
