@@ -11,18 +11,19 @@
  */
 import { generateKeyPair, randomBytes, randomUUID, type KeyObject, type X509Certificate } from 'node:crypto'
 import { promisify } from 'node:util'
-import { parseSignedData, signCms, verifySingleSigner } from '../pki/cms.js'
+import { signCms } from '../pki/cms.js'
 import type { DigestName } from '../pki/oids.js'
 import type { KeyPairLike } from '../pki/scep/client.js'
 import { parseWwwAuthenticate, type SignInChallenge } from '../protocol/challenge.js'
 import { buildCheckin, buildCommandReport, CHECKIN_CONTENT_TYPE, COMMAND_CONTENT_TYPE } from '../protocol/checkin.js'
 import { readCommand } from '../protocol/commands.js'
 import type { Declaration } from '../protocol/declarations.js'
-import { BYOD_VERSION, discoveryRequestUrl, readWellKnownResponse, type ModelFamily } from '../protocol/discovery.js'
-import { validateEssoDocument } from '../protocol/esso.js'
+import { BYOD_VERSION, type ModelFamily } from '../protocol/discovery.js'
 import { parsePlistDict, type PlistDict } from '../protocol/plist.js'
 import { answerCommand, profileSummary, type CommandAnswer, type DeviceState } from './answers.js'
 import { declarativeSync, type SyncResult } from './ddm.js'
+import { discover, type Discovered } from './discovery.js'
+import { checkEssoDocument } from './esso.js'
 import { authenticateFields, MODELS, type DeviceModel } from './models.js'
 import { readEnrollmentProfile, type ReceivedProfile } from './profile.js'
 import { selfSignedEnrollBody } from './enroll-body.js'
@@ -150,46 +151,12 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
   // -------------------------------------------------------------------------------------------------
   // Enrollment
 
-  /** Service discovery at `base` (`https://<domain>`), following redirects without re-adding the query (as the device does). */
-  async discover(base: string): Promise<{ version: string; baseUrl: string; redirects: string[] }> {
-    let url = discoveryRequestUrl(base, this.userIdentifier, this.model.family)
-    const redirects: string[] = []
-    let res: R
-    for (;;) {
-      res = await this.request('discovery', 'GET', url, { headers: { accept: 'application/json', 'user-agent': USER_AGENT } }, 'a JSON answer')
-      const location = res.headers.location
-      if (res.status >= 300 && res.status < 400 && location) {
-        if (redirects.length >= 5) throw new StepFailure('discovery', { expected: 'at most 5 redirects', got: 'more', url })
-        url = new URL(location, url).toString()
-        redirects.push(url)
-        continue
-      }
-      break
-    }
-    const type = res.headers['content-type'] ?? ''
-    if (res.status !== 200) {
-      const fix =
-        res.status === 403
-          ? `the server refuses ${this.userIdentifier} on a ${this.model.family}: ENROLL_DOMAINS must list the domain ${domainOf(this.userIdentifier)} (or be unset) and ENROLL_MODEL_FAMILIES must include ${this.model.family}`
-          : res.status === 404 || /html/.test(type)
-            ? 'the discovery path is not served here: proxy /.well-known/com.apple.remotemanagement to this server with its query string (README, "Deploying behind a TLS reverse proxy"), or use --enroll-url'
-            : undefined
-      throw new StepFailure('discovery', responseFacts(res, '200 JSON {"Servers":[{"Version":"mdm-byod","BaseURL":...}]}', url, fix))
-    }
-    let json: unknown
-    try {
-      json = JSON.parse(res.body.toString('utf8'))
-    } catch {
-      throw new StepFailure('discovery', { expected: 'JSON', got: `${type || 'no content type'}: ${res.body.toString('utf8').slice(0, 80)}`, status: 200, url, fix: 'something other than this server answers the discovery path (a web server\'s page?)' })
-    }
-    const read = readWellKnownResponse(json)
-    if ('problem' in read) throw new StepFailure('discovery', { expected: '{"Servers":[{"Version":"mdm-byod","BaseURL":...}]}', got: read.problem, status: 200, url })
-    if (read.version !== BYOD_VERSION) {
-      throw new StepFailure('discovery', { expected: `Version ${BYOD_VERSION} (user enrollment)`, got: `Version ${read.version}`, status: 200, url, fix: 'this simulator enrolls as a user enrollment (mdm-byod); the server offers another kind to this user' })
-    }
-    this.discoveryVersion = read.version
-    this.enrollUrl = read.baseUrl
-    return { ...read, redirects }
+  /** Service discovery at `base` (`https://<domain>`), following redirects as the device does. */
+  async discover(base: string): Promise<Discovered> {
+    const found = await discover(this.transport, base, this.userIdentifier, this.model.family, USER_AGENT)
+    this.discoveryVersion = found.version
+    this.enrollUrl = found.baseUrl
+    return found
   }
 
   /** The first POST: no token; a 401 with a challenge a device can follow. */
@@ -224,37 +191,11 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
   }
 
   /** Fetches and checks the Enrollment SSO document the 401 named (a device installs the SSO app from it). */
-  async checkEsso(): Promise<{ mode: 'standard' | 'developer'; problems: string[]; declarations: number }> {
+  async checkEsso(): Promise<{ mode: 'standard' | 'developer'; declarations: number }> {
     if (!this.esso) throw new Error('no Enrollment SSO header')
-    const { url, developer } = this.esso
-    const res = await this.request('esso', 'GET', url, { headers: { accept: 'application/json', 'user-agent': USER_AGENT } }, 'the Enrollment SSO document')
-    if (res.status !== 200) throw new StepFailure('esso', responseFacts(res, '200 JSON (the Enrollment SSO document)', url))
-    let doc: Record<string, unknown>
-    try {
-      doc = JSON.parse(res.body.toString('utf8')) as Record<string, unknown>
-    } catch {
-      throw new StepFailure('esso', { expected: 'JSON', got: res.body.toString('utf8').slice(0, 80), status: 200, url })
-    }
-    const declarations = (Array.isArray(doc.Declarations) ? doc.Declarations : []).flatMap((b) => {
-      try {
-        return [JSON.parse(Buffer.from(String(b), 'base64').toString('utf8')) as Declaration]
-      } catch {
-        return []
-      }
-    })
-    // The legacy profiles the declarations name, fetched as the device would, for the profile rule.
-    const legacy = new Map<string, Buffer>()
-    for (const d of declarations) {
-      const profileUrl = d.Type === 'com.apple.configuration.legacy' ? d.Payload?.ProfileURL : undefined
-      if (typeof profileUrl !== 'string') continue
-      const got = await this.request('esso', 'GET', profileUrl, { headers: { 'user-agent': USER_AGENT } }, 'the legacy profile').catch(() => undefined)
-      if (got?.status === 200) legacy.set(profileUrl, got.body)
-    }
-    const mode = developer ? 'developer' : 'standard'
-    const problems = validateEssoDocument(doc, mode, { unwrapProfile: unwrapSigned, legacyProfile: (u) => legacy.get(u) })
-    if (problems.length) throw new StepFailure('esso', { expected: "an Enrollment SSO document that obeys Apple's rules (PROTOCOL.md section 5)", got: problems.join('; '), status: 200, url, fix: 'a device fails the enrollment on such a document: fix the ESSO_* settings or the team\'s esso settings' })
-    this.essoDeclarations = declarations
-    return { mode, problems, declarations: declarations.length }
+    const checked = await checkEssoDocument(this.transport, this.esso, USER_AGENT)
+    this.essoDeclarations = checked.declarations
+    return { mode: checked.mode, declarations: checked.declarations.length }
   }
 
   async signIn(method: SignInMethod): Promise<string> {
@@ -449,13 +390,4 @@ function checkinFix(res: TransportResponse): string | undefined {
   if (res.status === 403) return 'the server does not accept the device identity (Mdm-Signature and certificate): the server log has the reason'
   if (res.status === 415) return 'the server does not take this Content-Type on ServerURL'
   return undefined
-}
-
-/** The content of a signed profile in an Enrollment SSO document; throws when its signature does not verify. */
-function unwrapSigned(signed: Buffer): Buffer {
-  return verifySingleSigner(parseSignedData(signed)).content
-}
-
-function domainOf(user: string): string {
-  return user.slice(user.lastIndexOf('@') + 1)
 }
