@@ -12,7 +12,7 @@
  */
 import { z } from 'zod'
 import { BadRequestError } from '../errors.js'
-import { parsePlistDict, type PlistDict, type PlistLimits } from './plist.js'
+import { buildPlist, parsePlistDict, type PlistDict, type PlistLimits } from './plist.js'
 
 const data = z.instanceof(Uint8Array)
 /** Identifiers are UUID-like strings in practice; bound them so they are safe to store and log. */
@@ -179,4 +179,29 @@ export function parseCommandReport(body: Uint8Array, limits?: PlistLimits): { re
 /** The channel a message belongs to: the device, or (macOS) a user on it. */
 export function channelId(message: { EnrollmentID: string; EnrollmentUserID?: string }): string {
   return message.EnrollmentUserID ? `${message.EnrollmentID}:${message.EnrollmentUserID}` : message.EnrollmentID
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Building: what a device sends (the device simulator, src/device). The same schemas check the message
+// before it goes out, so the simulator never sends what this server's own parser would refuse.
+
+/** Keys whose value is undefined are left out (a plist has no undefined). */
+function definedKeys(fields: Record<string, unknown>): PlistDict {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as PlistDict
+}
+
+/** A check-in message body as a device PUTs it (`application/x-apple-aspen-mdm-checkin`). */
+export function buildCheckin(message: z.input<typeof CheckinMessage>): Buffer {
+  const dict = definedKeys(message)
+  const parsed = CheckinMessage.safeParse(dict)
+  if (!parsed.success) throw new CheckinFormatError(`${String(dict.MessageType)}: ${describe(parsed.error)}`)
+  return Buffer.from(buildPlist(dict), 'utf8')
+}
+
+/** A command-channel report (`application/x-apple-aspen-mdm`): Idle, or the result of a command with its own keys. */
+export function buildCommandReport(report: z.input<typeof CommandReport> & Record<string, unknown>): Buffer {
+  const dict = definedKeys(report)
+  const parsed = CommandReport.safeParse(dict)
+  if (!parsed.success) throw new CheckinFormatError(`command report: ${describe(parsed.error)}`)
+  return Buffer.from(buildPlist(dict), 'utf8')
 }

@@ -89,3 +89,16 @@ export function reportToJson(value: PlistValue): unknown {
 export function commandPlist(commandUuid: string, command: PlistDict): PlistDict {
   return { CommandUUID: commandUuid, Command: command }
 }
+
+/**
+ * The device's side of `commandPlist`: the command in the server's answer to a report, or why it is
+ * not one (a device answers that with CommandFormatError when it can read a CommandUUID).
+ */
+export function readCommand(dict: PlistDict): { commandUuid: string; command: PlistDict & { RequestType: string } } | { problem: string; commandUuid?: string } {
+  const commandUuid = typeof dict.CommandUUID === 'string' && dict.CommandUUID !== '' ? dict.CommandUUID : undefined
+  if (!commandUuid) return { problem: 'the answer has no CommandUUID' }
+  const command = dict.Command
+  if (!isDict(command)) return { problem: 'the answer has no Command dictionary', commandUuid }
+  if (typeof command.RequestType !== 'string' || command.RequestType === '') return { problem: 'the Command has no RequestType', commandUuid }
+  return { commandUuid, command: command as PlistDict & { RequestType: string } }
+}

@@ -73,3 +73,37 @@ export function makeDeclaration(type: string, identifier: string, payload: JsonO
   const sorted = sortJsonKeys(payload)
   return { Type: type, Identifier: identifier, ServerToken: declarationServerToken(type, identifier, sorted), Payload: sorted }
 }
+
+/** A declaration as listed in declaration-items: the device fetches those whose ServerToken it lacks. */
+export interface DeclarationItem {
+  Identifier: string
+  ServerToken: string
+}
+
+const CATEGORIES = ['Activations', 'Configurations', 'Assets', 'Management'] as const
+/** `declaration/<kind>/<Identifier>`: the kind is the category in the singular, lower case. */
+const KIND: Record<(typeof CATEGORIES)[number], string> = { Activations: 'activation', Configurations: 'configuration', Assets: 'asset', Management: 'management' }
+
+/** The device's reading of `tokens`: the DeclarationsToken, or why not. */
+export function readTokensResponse(json: unknown): { declarationsToken: string; timestamp?: string } | { problem: string } {
+  const sync = (json as { SyncTokens?: { DeclarationsToken?: unknown; Timestamp?: unknown } } | null)?.SyncTokens
+  if (typeof sync?.DeclarationsToken !== 'string') return { problem: 'SyncTokens.DeclarationsToken is missing' }
+  return { declarationsToken: sync.DeclarationsToken, timestamp: typeof sync.Timestamp === 'string' ? sync.Timestamp : undefined }
+}
+
+/** The device's reading of `declaration-items`: every item with the endpoint that serves it, or why not. */
+export function readDeclarationItems(json: unknown): { declarationsToken: string; items: (DeclarationItem & { endpoint: string })[] } | { problem: string } {
+  const body = json as { Declarations?: Record<string, unknown>; DeclarationsToken?: unknown } | null
+  if (typeof body?.DeclarationsToken !== 'string') return { problem: 'DeclarationsToken is missing' }
+  if (!body.Declarations || typeof body.Declarations !== 'object') return { problem: 'Declarations is missing' }
+  const items: (DeclarationItem & { endpoint: string })[] = []
+  for (const category of CATEGORIES) {
+    const list = body.Declarations[category] ?? []
+    if (!Array.isArray(list)) return { problem: `Declarations.${category} is not an array` }
+    for (const item of list as { Identifier?: unknown; ServerToken?: unknown }[]) {
+      if (typeof item?.Identifier !== 'string' || typeof item.ServerToken !== 'string') return { problem: `an item of Declarations.${category} lacks Identifier or ServerToken` }
+      items.push({ Identifier: item.Identifier, ServerToken: item.ServerToken, endpoint: `declaration/${KIND[category]}/${item.Identifier}` })
+    }
+  }
+  return { declarationsToken: body.DeclarationsToken, items }
+}

@@ -78,3 +78,30 @@ export function modelFamilyOfProduct(product: string): (typeof MODEL_FAMILIES)[n
   if (/^Watch\d/.test(product)) return 'Watch'
   return undefined
 }
+
+/** The request a device sends for `user-identifier` (the device simulator's side). `base` is `https://<domain>`. */
+export function discoveryRequestUrl(base: string, userIdentifier: string, modelFamily: string): string {
+  const url = new URL('/.well-known/com.apple.remotemanagement', base)
+  url.searchParams.set('user-identifier', userIdentifier)
+  url.searchParams.set('model-family', modelFamily)
+  return url.toString()
+}
+
+/**
+ * Reads a discovery answer as the device does: one server, `Version` and an absolute `BaseURL`. Returns
+ * why not otherwise. Versions other than mdm-byod are read too (`mdm-adde`): the caller decides.
+ */
+export function readWellKnownResponse(json: unknown): { version: string; baseUrl: string } | { problem: string } {
+  const servers = (json as { Servers?: unknown } | null)?.Servers
+  if (!Array.isArray(servers) || servers.length === 0) return { problem: 'no Servers array' }
+  if (servers.length > 1) return { problem: `Servers has ${servers.length} items; Apple documents one` }
+  const server = servers[0] as { Version?: unknown; BaseURL?: unknown }
+  if (typeof server?.Version !== 'string') return { problem: 'Servers[0].Version is missing' }
+  if (typeof server.BaseURL !== 'string') return { problem: 'Servers[0].BaseURL is missing' }
+  try {
+    new URL(server.BaseURL)
+  } catch {
+    return { problem: `Servers[0].BaseURL is not an absolute URL: ${JSON.stringify(server.BaseURL.slice(0, 80))}` }
+  }
+  return { version: server.Version, baseUrl: server.BaseURL }
+}

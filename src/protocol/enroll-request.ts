@@ -2,7 +2,7 @@
  * The plist inside an enroll request's CMS (PROTOCOL.md section 2): `PRODUCT`, `VERSION` and `LANGUAGE`.
  * Under user enrollment the device sends no UDID or serial number; anything else is ignored.
  */
-import { parsePlistDict, PlistError } from './plist.js'
+import { buildPlist, parsePlistDict, PlistError } from './plist.js'
 
 export interface DeviceAttributes {
   /** Model identifier, e.g. `iPhone12,1`. */
@@ -26,4 +26,14 @@ export function parseEnrollRequest(content: Uint8Array): DeviceAttributes {
     out[field] = value
   }
   return out
+}
+
+/** The plist a device signs into its enroll request (the simulator's side of `parseEnrollRequest`). */
+export function buildEnrollRequest(attributes: DeviceAttributes): Buffer {
+  const dict: Record<string, string> = {}
+  for (const [field, key] of Object.entries(KEYS) as [keyof DeviceAttributes, string][]) {
+    const value = attributes[field]
+    if (value !== undefined) dict[key] = value
+  }
+  return Buffer.from(buildPlist(dict), 'utf8')
 }

@@ -21,3 +21,20 @@ export function normalizeUserIdentifier(value: unknown): string | null {
   if (!v || v.length > MAX_USER_IDENTIFIER_LENGTH || /[\u0000-\u001f\u007f]/.test(v)) return null
   return v
 }
+
+/**
+ * The access token in the URL the web authentication session ended on (the device's side of
+ * `authenticationResultsUrl`); why not when it is not that URL. Any host/path under the callback scheme
+ * ends the session; the token is the `access-token` query item.
+ */
+export function readAuthenticationResults(location: string): { accessToken: string } | { problem: string } {
+  let url: URL
+  try {
+    url = new URL(location.trim())
+  } catch {
+    return { problem: 'not a URL' }
+  }
+  if (url.protocol !== `${WEB_SIGNIN_CALLBACK_SCHEME}:`) return { problem: `the scheme is ${url.protocol} instead of ${WEB_SIGNIN_CALLBACK_SCHEME}:` }
+  const token = url.searchParams.get('access-token')
+  return token ? { accessToken: token } : { problem: 'no access-token in the URL' }
+}

@@ -1,20 +1,27 @@
 /**
- * An emulated Apple device for the check-in and command channels. It enrolls the way a device does,
- * through the real endpoints: the recorded enroll body with a signed-in user's token gets a signed
- * profile; the profile's SCEP challenge, sent with the requester side of our SCEP codec from a fresh RSA
- * key, gets the identity certificate; then it PUTs the recorded check-in plists (its own EnrollmentID and
- * the profile's Topic written in) signed with that identity: `Mdm-Signature` is a detached CMS made with
- * node:crypto (SHA-1 like real devices by default) or, for independence, by `openssl cms -sign`.
+ * The test suite's emulated device: a thin adapter over the device simulator (src/device), the one device
+ * implementation, driven through `app.inject` (inject-transport.ts). It enrolls through the real
+ * endpoints: the recorded enroll body with a signed-in user's token gets a signed profile (also checked
+ * with `openssl cms -verify`); the profile's SCEP payload gets the identity certificate through GetCACaps,
+ * GetCACert and PKIOperation. Then tests PUT the recorded check-in plists (this device's EnrollmentID and
+ * the profile's Topic written in, byte for byte otherwise) or any body, signed with that identity by the
+ * simulator (`Mdm-Signature`, SHA-1 like real devices by default) or, for independence, by
+ * `openssl cms -sign`. Responses are the inject responses.
+ *
+ * Sign-in here is a token minted in the database (enroll.ts `signIn`): these tests are about what comes
+ * after it. The whole flow with a real sign-in is test/e2e/simulator.test.ts.
  */
 import { createPublicKey, randomUUID, type X509Certificate } from 'node:crypto'
 import type { App } from '../../src/app.js'
-import { signCms } from '../../src/pki/cms.js'
+import { SimulatedDevice } from '../../src/device/device.js'
 import type { DigestName } from '../../src/pki/oids.js'
+import { modelFamilyOfProduct } from '../../src/protocol/discovery.js'
 import { buildPlist, parsePlistDict, type PlistDict, type PlistValue } from '../../src/protocol/plist.js'
-import { payloadOf, postEnroll, signIn, verifyProfile } from './enroll.js'
+import { signIn, verifyProfile } from './enroll.js'
 import { fixtureText } from './fixtures.js'
+import { injectTransport, type InjectedResponse } from './inject-transport.js'
 import { openssl } from './openssl.js'
-import { certRep, issuedCertificate, postPkiOperation, rsaKeys, scepRequest, type KeyPair } from './scep.js'
+import type { KeyPair } from './scep.js'
 
 /** The EnrollmentID and Topic in the recorded plists, replaced by each device's own. */
 const RECORDED_ENROLLMENT_ID = 'FB833D84-50C0-41DD-99DE-F748E44FFEF5'
@@ -51,6 +58,9 @@ export interface PutOptions {
 }
 
 export class Device {
+  /** The simulator's device this one drives: signing and sending are its. */
+  readonly sim: SimulatedDevice<InjectedResponse>
+
   constructor(
     readonly app: App,
     readonly keys: KeyPair,
@@ -63,7 +73,10 @@ export class Device {
     public token: string | null = user.token,
     /** Authenticate's device fields (the recorded iPhone's unless changed). */
     readonly authenticateFields: Record<string, PlistValue> = {},
-  ) {}
+  ) {
+    const serverUrl = new URL(path, app.config.serverUrl).toString()
+    this.sim = SimulatedDevice.enrolled({ transport: injectTransport(app), keys, certificate, topic, serverUrl, token, enrollmentId, model: modelFamilyOfProduct(String(authenticateFields.ProductName ?? 'iPhone12,1')) === 'Mac' ? 'Mac' : 'iPhone' })
+  }
 
   /** A recorded plist with this device's EnrollmentID and Topic; `changes` rebuild it (null deletes a key). */
   body(kind: Recorded, changes?: Record<string, PlistValue | null>): Buffer {
@@ -86,18 +99,15 @@ export class Device {
   sign(body: Uint8Array, options: Pick<PutOptions, 'signer' | 'digest' | 'openssl'> = {}): string {
     const signer = options.signer ?? { certificate: this.certificate, privateKey: this.keys.privateKey }
     if (options.openssl) return opensslSign(body, [signer]).toString('base64')
-    return signCms({ content: body, certificate: signer.certificate, privateKey: signer.privateKey, detached: true, digest: options.digest ?? 'sha1' }).toString('base64')
+    return this.sim.sign(body, { signer, digest: options.digest ?? 'sha1' })
   }
 
-  put(body: Uint8Array | string, options: PutOptions = {}) {
+  async put(body: Uint8Array | string, options: PutOptions = {}) {
     const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body)
-    const headers: Record<string, string> = { 'user-agent': 'MDM/1.0', ...options.headers }
-    if (options.contentType !== null) headers['content-type'] = options.contentType ?? CHECKIN
     const token = options.token === undefined ? this.token : options.token
-    if (token) headers.authorization = `Bearer ${token}`
     const signature = options.signature === undefined ? this.sign(bytes, options) : options.signature
-    if (signature !== null) headers['mdm-signature'] = signature
-    return this.app.inject({ method: 'PUT', url: this.path, headers, payload: bytes })
+    const res = await this.sim.send(bytes, { contentType: options.contentType, token, signature, headers: options.headers, url: new URL(this.path, this.app.config.serverUrl).toString() })
+    return res.inject
   }
 
   authenticate(options?: PutOptions) {
@@ -149,22 +159,21 @@ export interface EnrollOptions {
 }
 
 /**
- * A device enrolled through the real endpoints: sign-in (a token minted for a new user, or `user`),
- * enroll with the recorded body, SCEP with the profile's challenge.
+ * A device enrolled through the real endpoints by the simulator: sign-in (a token minted for a new user,
+ * or `user`), enroll with the recorded body at the Default team's URL, the profile's rules, SCEP.
  */
 export async function enrollDevice(app: App, options: EnrollOptions = {}): Promise<Device> {
   const user = options.user ?? (await signIn(app))
-  const res = await postEnroll(app, { token: user.token })
-  if (res.statusCode !== 200) throw new Error(`enroll answered ${res.statusCode}`)
-  const profile = verifyProfile(app, res.rawPayload)
-  const mdm = payloadOf(profile, 'com.apple.mdm')
-  const scep = payloadOf(profile, 'com.apple.security.scep').PayloadContent as PlistDict
-  const keys = rsaKeys()
-  const request = scepRequest(app, { challenge: scep.Challenge as string, keys })
-  const reply = await postPkiOperation(app, request.der)
-  const certificate = issuedCertificate(certRep(app, reply.rawPayload, request.signer))
-  const path = new URL(mdm.ServerURL as string).pathname
-  return new Device(app, keys, certificate, user, mdm.Topic as string, path, undefined, undefined, options.mac ? MAC_AUTHENTICATE : {})
+  const sim = new SimulatedDevice({ transport: injectTransport(app), model: options.mac ? 'Mac' : 'iPhone' })
+  sim.enrollUrl = new URL('/api/mdm/apple/enroll', app.config.serverUrl).toString()
+  sim.token = user.token
+  const profile = await sim.fetchProfile()
+  // An independent reading of the signature too (openssl shares no code with src/pki).
+  verifyProfile(app, profile)
+  sim.readProfile(profile)
+  await sim.scep()
+  const keys = { publicKey: sim.keys!.publicKey, privateKey: sim.keys!.privateKey }
+  return new Device(app, keys, sim.certificate!, user, sim.topic!, new URL(sim.serverUrl!).pathname, undefined, undefined, options.mac ? MAC_AUTHENTICATE : {})
 }
 
 /**

@@ -42,7 +42,20 @@ export async function signInAtIdp(challenge: Challenge, user: { login: string; p
   start.searchParams.set('scope', challenge.scope!)
   start.searchParams.set('state', state)
   start.searchParams.set('login_hint', user.userIdentifier ?? user.login)
+  const { redirect, prefilledLogin } = await browseToRedirect(start, challenge['redirect-url']!, user)
+  const params = new URL(redirect).searchParams
+  if (params.get('state') !== state) throw new Error('state does not match: the device would stop here')
+  const code = params.get('code')
+  if (!code) throw new Error(`the IdP redirected without a code: ${params.get('error')} ${params.get('error_description')}`)
+  return { code, state, redirect, prefilledLogin }
+}
 
+/**
+ * The device's web authentication session at the IdP: from the authorization URL through the IdP's login
+ * form (HTTP with cookies) to the redirect to `redirectUrl`, which it returns without following (the
+ * simulator's sign-in plugs this in as its session).
+ */
+export async function browseToRedirect(start: URL, redirectUrl: string, user: { login: string; password: string }): Promise<{ redirect: string; prefilledLogin: string }> {
   const jar = new Map<string, string>()
   const request = async (url: URL, init: RequestInit = {}) => {
     const headers = new Headers(init.headers)
@@ -63,13 +76,7 @@ export async function signInAtIdp(challenge: Challenge, user: { login: string; p
     if (res.status >= 300 && res.status < 400) {
       const location = res.headers.get('location')!
       await res.arrayBuffer()
-      if (location.startsWith(`${challenge['redirect-url']}?`)) {
-        const params = new URL(location).searchParams
-        if (params.get('state') !== state) throw new Error('state does not match: the device would stop here')
-        const code = params.get('code')
-        if (!code) throw new Error(`the IdP redirected without a code: ${params.get('error')} ${params.get('error_description')}`)
-        return { code, state, redirect: location, prefilledLogin }
-      }
+      if (location.startsWith(`${redirectUrl}?`)) return { redirect: location, prefilledLogin }
       url = new URL(location, url)
       res = await request(url)
       continue
