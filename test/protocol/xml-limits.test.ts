@@ -393,7 +393,7 @@ describe('scanXml time (SECURITY.md row 25)', () => {
     }
   })
 
-  it.each(Object.keys(hostile))('%s: read to the end without limits in linear time (1 MiB at most 8x 256 KiB, the quadratic cost being 16x)', async (name) => {
+  it.each(Object.keys(hostile))('%s: read to the end without limits in linear time (1 MiB at most 10x 256 KiB, the quadratic cost being 16x)', async (name) => {
     const [build] = hostile[name]!
     const xml = build(MiB)
     // A quarter rather than a sixteenth: a 64 KiB scan takes about a millisecond, which a busy machine's noise swamps.
@@ -403,8 +403,10 @@ describe('scanXml time (SECURITY.md row 25)', () => {
       () => scan(quarter, NONE),
       () => scan(xml, NONE),
     )
-    // Linear is 4x (more when 1 MiB falls out of a cache that held 256 KiB); quadratic would be 16x.
-    expect(large, `${name}: 1 MiB ${large.toFixed(1)} ms, 256 KiB ${small.toFixed(2)} ms`).toBeLessThanOrEqual(Math.max(8 * small, 50))
+    // Linear is 4x (more when 1 MiB falls out of a cache that held 256 KiB, or a collection lands in it);
+    // quadratic would be 16x, and seconds in absolute terms (the issue measured 24 s for 1 MB), which the
+    // 150 ms floor still catches while keeping a few-millisecond 256 KiB scan's noise out.
+    expect(large, `${name}: 1 MiB ${large.toFixed(1)} ms, 256 KiB ${small.toFixed(2)} ms`).toBeLessThanOrEqual(Math.max(10 * small, 150))
   })
 
   it('random markup repeated to 1 MiB is read or refused in time bounded by the normal scan', async () => {
