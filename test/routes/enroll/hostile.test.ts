@@ -98,11 +98,12 @@ describe('a CMS full of decoy issuers with huge RSA exponents (SECURITY.md row 2
     const health = timed(() => t.app.inject('/healthz'))
     const attacks = await Promise.all(Array.from({ length: 3 }, () => timed(() => postEnroll(t.app, { body }))))
     const slowest = Math.max(...attacks.map((a) => a.ms))
-    // Three at once against one normal request: the old walk took ~1.3 s each (about 400 normal requests).
-    expect(slowest).toBeLessThan(Math.max(normal * 15, 150))
+    // Three at once against one normal request: the old walk took ~1.3 s each (about 400 normal requests,
+    // ~4 s for the slowest of three). The 600 ms floor keeps a busy shared machine from failing the run.
+    expect(slowest).toBeLessThan(Math.max(normal * 15, 600))
     const h = await health
     expect(h.value.statusCode).toBe(200)
-    expect(h.ms).toBeLessThan(Math.max(normal * 15, 150))
+    expect(h.ms).toBeLessThan(Math.max(normal * 15, 600))
     for (const a of attacks) expect(a.value.statusCode).toBe(status)
     expect(await writtenRows(t.app)).toEqual(before)
   })
