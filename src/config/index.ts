@@ -105,6 +105,7 @@ const envSchema = z.object({
   ADMIN_API_TOKEN: z.string().regex(/^[\x21-\x7e]{32,512}$/, 'must be 32 to 512 printable characters without spaces (openssl rand -base64 32)').optional(),
   ADMIN_RATE_LIMIT: int(1, 1_000_000).default(600),
   STALE_AFTER: duration.pipe(z.number().min(86400, 'must be at least 1d')).default(30 * 86400),
+  LAST_SEEN_INTERVAL: duration.pipe(z.number().max(3600, 'must be at most 1h')).default(60),
   APNS_URL: url.default('https://api.push.apple.com'),
   APNS_CERT: pemOrPath.optional(),
   APNS_KEY: pemOrPath.optional(),
@@ -203,6 +204,11 @@ export interface Config {
      * verified (nginx `$ssl_client_escaped_cert`); undefined: identity comes from Mdm-Signature only.
      */
     clientCertHeader?: string
+    /**
+     * An enrollment's and a channel's last-seen time is written when it is older than this (and whenever
+     * the accepted token changes): a device checking in every few seconds costs no write each time.
+     */
+    lastSeenIntervalSeconds: number
   }
 }
 
@@ -315,6 +321,7 @@ export function loadConfig(env: Environment = process.env, options: LoadOptions 
     checkin: {
       reauthAfterSeconds: e.REAUTH_AFTER ? e.REAUTH_AFTER : undefined,
       clientCertHeader: e.MDM_CLIENT_CERT_HEADER,
+      lastSeenIntervalSeconds: e.LAST_SEEN_INTERVAL,
     },
   }
 }

@@ -24,7 +24,7 @@ export default fp(
     const urls = serverUrls(app.config.serverUrl)
     app.decorate('urls', urls)
     const defaultTeam = await ensureDefaultTeam(app.db.prisma)
-    const services = createServices({ db: app.db.prisma, config: app.config, keys: app.keys, urls, log: app.log })
+    const services = createServices({ db: app.db.prisma, sql: app.db.sql, config: app.config, keys: app.keys, urls, log: app.log })
     app.decorate('services', services)
     // The server's Enrollment SSO documents must obey Apple's rules before any device sees them: a device
     // that dislikes one cancels the enrollment silently (PROTOCOL.md section 5).

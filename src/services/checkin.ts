@@ -22,7 +22,6 @@ import {
   enrollmentForCertificate,
   liveEnrollment,
   storeTokenUpdate,
-  touchEnrollment,
   updateAuthenticated,
   withEnrollmentLock,
   type DeviceReport,
@@ -30,8 +29,9 @@ import {
 import type { Tx } from '../storage/database.js'
 import { findProfile } from '../storage/profiles.js'
 import { findTeam } from '../storage/teams.js'
-import type { DeviceCertificate, MdmEnrollment } from '../storage/types.js'
-import { findAccessTokenById, findUser } from '../storage/users.js'
+import type { DeviceContext } from '../storage/device-context.js'
+import type { MdmEnrollment } from '../storage/types.js'
+import { findAccessTokenById } from '../storage/users.js'
 import type { DeclarationService } from './declarations.js'
 import { holdNote, refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
 import { checkBearer, identifyDevice, interactiveSignInTime, type IdentityInput, type UserBinding } from './mdm-identity.js'
@@ -47,7 +47,8 @@ type CheckinAnswer = MdmAnswer
 export const MAX_USER_CHANNELS = 8
 
 export interface CheckinService {
-  identify(input: IdentityInput, now?: Date): Promise<DeviceCertificate>
+  /** Proves the device and reads what its request is decided on (storage/device-context). */
+  identify(input: IdentityInput, now?: Date): Promise<DeviceContext>
   checkin(request: MdmRequest<CheckinMessage>): Promise<CheckinAnswer>
   authenticate(request: MdmRequest<Authenticate>): Promise<CheckinAnswer>
   tokenUpdate(request: MdmRequest<TokenUpdate>): Promise<CheckinAnswer>
@@ -67,7 +68,7 @@ export interface CheckinTokens {
 
 export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarations: DeclarationService, tokens: CheckinTokens = {}): CheckinService {
   const { db } = deps
-  const { reauthenticate, boundEnrollment, live, admit, bindingOf, seenUpdate } = access
+  const { reauthenticate, boundEnrollment, live, admit, bindingOf, seenUpdate, recordSeen } = access
 
   function requireDeviceChannel(message: { MessageType: string; EnrollmentUserID?: string }): void {
     // https://developer.apple.com/documentation/devicemanagement/authenticate: device channel only.
@@ -176,7 +177,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
     /** Always 200 for the enrollment's own certificate: no bearer rules, and repeats change nothing. */
     async checkOut(request) {
       const now = request.now ?? new Date()
-      const enrollment = await boundEnrollment(request.device, request.message)
+      const { enrollment } = await boundEnrollment(request)
       return withEnrollmentLock(db, enrollment.id, async (tx, current) => {
         if (current.status === 'checked_out') return { kind: 'ok', enrollment: current.id, note: 'already checked out' }
         await checkOutEnrollment(tx, current.id, now, current.status === 'removed')
@@ -187,9 +188,9 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
     /** The team's declaration set (services/declarations.ts), PROTOCOL.md section 9. */
     async declarativeManagement(request) {
       const now = request.now ?? new Date()
-      const { enrollment, decision } = await admit(request, now)
+      const { enrollment, decision, channels } = await admit(request, now)
       if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
-      await touchEnrollment(db, enrollment.id, seenUpdate(enrollment, decision, now))
+      await recordSeen(enrollment, undefined, decision, now)
       const team = await findTeam(db, enrollment.teamId)
       if (!team) throw new Error(`team ${enrollment.teamId} of enrollment ${enrollment.id} no longer exists`)
       const endpoint = parseDeclarativeEndpoint(request.message.Endpoint)
@@ -199,7 +200,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
         case 'declaration-items':
           return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'json', value: await declarations.items(team) } }
         case 'status': {
-          const channel = await findChannel(db, enrollment.id, channelId(request.message))
+          const channel = channels.find((c) => c.channelId === channelId(request.message))
           if (channel) await declarations.storeStatus(channel.id, request.message.Data, now)
           // "Get the device status": the server answers 204 No Content.
           return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'empty', status: 204 } }
@@ -229,11 +230,10 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
      */
     async getToken(request) {
       const now = request.now ?? new Date()
-      const { enrollment, decision } = await admit(request, now)
+      const { enrollment, decision, context } = await admit(request, now)
       const type = request.message.TokenServiceType
       if (type === MAID_SERVICE_TYPE && tokens.maid) {
-        const user = await findUser(db, enrollment.userId)
-        if (!user?.active) {
+        if (!context.userActive) {
           throw new ForbiddenError(`GetToken ${MAID_SERVICE_TYPE} refused: user ${enrollment.userId} of enrollment ${enrollment.id} was revoked`, { code: 'user_revoked', publicMessage: 'The user of this enrollment was revoked' })
         }
         if (!decision.ok) return reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
@@ -242,7 +242,7 @@ export function createCheckinService(deps: MdmDeps, access: MdmAccess, declarati
         }
         const token = await tokens.maid(now)
         if (token) {
-          await touchEnrollment(db, enrollment.id, seenUpdate(enrollment, decision, now))
+          await recordSeen(enrollment, undefined, decision, now)
           return { kind: 'ok', enrollment: enrollment.id, body: { kind: 'plist', value: { TokenData: Buffer.from(token.jwt, 'utf8') } }, note: `${MAID_SERVICE_TYPE} token issued (jti ${token.jti})` }
         }
       }

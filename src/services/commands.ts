@@ -17,7 +17,7 @@ import { commandFromJson, commandPlist, commandToJson, reportToJson } from '../p
 import { platformOf } from '../protocol/platform.js'
 import type { PlistDict } from '../protocol/plist.js'
 import { cancelCommand, enqueueCommands, findCommand, listCommands, putAside, storeResult, takeNextCommand, type CommandFilter, type FinalStatus, type NewCommand, type ReportOutcome } from '../storage/commands.js'
-import { findChannel, findEnrollment, touchChannel, touchEnrollment } from '../storage/enrollments.js'
+import { findEnrollment } from '../storage/enrollments.js'
 import type { MdmChannel, MdmCommand, MdmEnrollment } from '../storage/types.js'
 import { holdNote, refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
 
@@ -114,20 +114,19 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
   return {
     async report(request) {
       const now = request.now ?? new Date()
-      const { enrollment, decision } = await access.admit(request, now)
+      const { enrollment, decision, channels } = await access.admit(request, now)
       if (enrollment.status !== 'active') throw refuse(`enrollment ${enrollment.id} has not sent TokenUpdate`, 'not_active')
-      const channel = await findChannel(db, enrollment.id, channelId(request.message))
+      const channel = channels.find((c) => c.channelId === channelId(request.message))
       if (!channel?.pushToken) throw refuse(`channel ${channelId(request.message)} has not sent TokenUpdate`, 'not_active')
       if (!decision.ok) return access.reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
-      await touchEnrollment(db, enrollment.id, access.seenUpdate(enrollment, decision, now))
-      await touchChannel(db, channel.id, now)
+      await access.recordSeen(enrollment, channel, decision, now)
 
       const outcome = await recordReport(channel, request.message, request.raw ?? (request.message as unknown as PlistDict), now)
       // Devices resend results; a CommandUUID this channel was never sent changes nothing (SECURITY.md rows 11, 12).
       const note = outcome === 'unknown' ? 'result for a command this channel was not sent: ignored' : outcome === 'duplicate' ? 'result already stored: ignored' : undefined
       const held = holdNote(decision)
       if (held) return { kind: 'ok', enrollment: enrollment.id, note: held }
-      const next = await takeNextCommand(db, channel.id, now, request.message.Status === 'Idle')
+      const next = await takeNextCommand(deps.sql, channel.id, now, request.message.Status === 'Idle')
       if (!next) return { kind: 'ok', enrollment: enrollment.id, note }
       return {
         kind: 'ok',

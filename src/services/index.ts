@@ -8,7 +8,7 @@
 import type { Config } from '../config/index.js'
 import { OidcClient } from '../identity/oidc.js'
 import type { ServerUrls } from '../protocol/urls.js'
-import type { Client } from '../storage/database.js'
+import type { Client, Sql } from '../storage/database.js'
 import { createAbmService, type AbmService } from './abm.js'
 import { createCheckinService, type CheckinService } from './checkin.js'
 import { createCommandService, type CommandService } from './commands.js'
@@ -28,6 +28,8 @@ import { createUserService, type UserService } from './users.js'
 
 export interface ServiceDeps {
   db: Client
+  /** The database's plain SQL runner (storage/database.ts Sql), for the check-in hot path. */
+  sql: Sql
   config: Config
   keys: ServerKeys
   urls: ServerUrls

@@ -8,16 +8,18 @@ import type { Config } from '../config/index.js'
 import { ForbiddenError } from '../errors.js'
 import { isDeviceEnrollment } from '../protocol/checkin.js'
 import type { PlistDict } from '../protocol/plist.js'
-import type { Client } from '../storage/database.js'
-import { enrollmentForCertificate } from '../storage/enrollments.js'
-import type { SeenUpdate } from '../storage/enrollments.js'
+import type { Client, Sql } from '../storage/database.js'
+import { loadDeviceContext, type DeviceContext } from '../storage/device-context.js'
+import { enrollmentForCertificate, recordSeen, type SeenUpdate } from '../storage/enrollments.js'
 import { findTeam } from '../storage/teams.js'
-import type { DeviceCertificate, MdmEnrollment, Team } from '../storage/types.js'
+import type { DeviceCertificate, MdmChannel, MdmEnrollment, Team } from '../storage/types.js'
 import type { ServerKeys } from './keys.js'
-import { checkBearer, type BearerDecision, type ReauthReason, type UserBinding } from './mdm-identity.js'
+import { contextFacts, decideBearer, presentedTokenHash, type BearerDecision, type ReauthReason, type UserBinding } from './mdm-identity.js'
 
 export interface MdmDeps {
   db: Client
+  /** Plain SQL for the statements every request runs (storage/device-context, the next command). */
+  sql: Sql
   config: Config
   keys: ServerKeys
   /** The enroll endpoint's 401 headers for a team (EnrollmentService.challenge). */
@@ -27,6 +29,8 @@ export interface MdmDeps {
 /** A request as the route hands it over: who signed it, what it says, and its Authorization header. */
 export interface MdmRequest<M> {
   device: DeviceCertificate
+  /** What `identify` read with the certificate (its enrollment, channels, the presented token); read again when absent. */
+  context?: DeviceContext
   message: M
   /** The plist exactly as the device sent it (the message names the device EnrollmentID either way). */
   raw?: PlistDict
@@ -80,22 +84,40 @@ export function holdNote(decision: BearerDecision): string | undefined {
   return decision.ok && decision.hold ? `no command delivered until the user signs in again on the user channel (${decision.hold})` : undefined
 }
 
+/** What `admit` found: the enrollment the request is about, the bearer decision, and the context it was decided on. */
+export interface Admitted {
+  enrollment: MdmEnrollment
+  decision: BearerDecision
+  /** The enrollment's channels as the request found them, the device channel first. */
+  channels: MdmChannel[]
+  context: DeviceContext
+}
+
 export interface MdmAccess {
   /** The 401 answer that asks the device to sign the user in again. */
   reauthenticate(teamId: string, reason: ReauthReason, enrollment?: string): Promise<MdmAnswer>
+  /** The request's context: the route's, or read now for the request's certificate and token. */
+  contextOf(request: MdmRequest<unknown>): Promise<DeviceContext>
   /** The enrollment the signing certificate belongs to, which the message must name. */
-  boundEnrollment(device: DeviceCertificate, message: { EnrollmentID: string }): Promise<MdmEnrollment>
+  boundEnrollment(request: MdmRequest<{ EnrollmentID: string }>): Promise<{ enrollment: MdmEnrollment; context: DeviceContext }>
   /** Refuses a checked-out enrollment. */
   live(enrollment: MdmEnrollment): void
   /** The common path of every message but Authenticate and CheckOut: bound, live, bearer rules applied. */
-  admit(request: MdmRequest<{ EnrollmentID: string }>, now: Date): Promise<{ enrollment: MdmEnrollment; decision: BearerDecision }>
+  admit(request: MdmRequest<{ EnrollmentID: string }>, now: Date): Promise<Admitted>
   bindingOf(enrollment: MdmEnrollment): UserBinding
   /** What to store after the bearer rules accepted a request: the presented token becomes the current one. */
   seenUpdate(enrollment: MdmEnrollment, decision: Extract<BearerDecision, { ok: true }>, now: Date): SeenUpdate
+  /**
+   * Records that the enrollment (and `channel`) was seen: written only when the accepted token changed or
+   * the stored time is older than LAST_SEEN_INTERVAL, so that most requests write nothing.
+   */
+  recordSeen(enrollment: MdmEnrollment, channel: MdmChannel | undefined, decision: Extract<BearerDecision, { ok: true }>, now: Date): Promise<void>
 }
 
 export function createMdmAccess(deps: MdmDeps): MdmAccess {
   const { db } = deps
+  const intervalMs = deps.config.checkin.lastSeenIntervalSeconds * 1000
+  const stale = (seen: Date, now: Date) => now.getTime() - seen.getTime() >= intervalMs
   const access: MdmAccess = {
     async reauthenticate(teamId, reason, enrollment) {
       const team = await findTeam(db, teamId)
@@ -103,13 +125,26 @@ export function createMdmAccess(deps: MdmDeps): MdmAccess {
       return { kind: 'reauthenticate', enrollment, headers: await deps.challenge(team), reason }
     },
 
-    async boundEnrollment(device, message) {
-      const enrollment = await enrollmentForCertificate(db, device)
+    async contextOf(request) {
+      if (request.context) return request.context
+      const context = await loadDeviceContext(deps.sql, request.device.fingerprintSha256, presentedTokenHash(request.authorization))
+      if (!context) throw refuse(`certificate ${request.device.id} no longer exists`, 'not_authenticated')
+      return context
+    },
+
+    async boundEnrollment(request) {
+      const { device, message } = request
+      let context = await access.contextOf(request)
+      if (!context.enrollment && device.renewedFromId) {
+        // A renewed certificate's first request binds it to the enrollment of the one it renewed.
+        if (await enrollmentForCertificate(db, device)) context = await access.contextOf({ ...request, context: undefined })
+      }
+      const enrollment = context.enrollment
       if (!enrollment) throw refuse(`certificate ${device.id} has not sent Authenticate`, 'not_authenticated')
       if (enrollment.enrollmentId !== message.EnrollmentID || (enrollment.enrollmentType === 'device') !== isDeviceEnrollment(message)) {
         throw refuse(`certificate ${device.id} belongs to enrollment ${enrollment.id}, not to the ${isDeviceEnrollment(message) ? 'UDID' : 'EnrollmentID'} in the message`)
       }
-      return enrollment
+      return { enrollment, context }
     },
 
     live(enrollment) {
@@ -118,10 +153,10 @@ export function createMdmAccess(deps: MdmDeps): MdmAccess {
     },
 
     async admit(request, now) {
-      const enrollment = await access.boundEnrollment(request.device, request.message)
+      const { enrollment, context } = await access.boundEnrollment(request)
       access.live(enrollment)
-      const decision = await checkBearer(deps, access.bindingOf(enrollment), request.authorization, now)
-      return { enrollment, decision }
+      const decision = decideBearer(deps.config, access.bindingOf(enrollment), request.authorization, contextFacts(context), now)
+      return { enrollment, decision, channels: context.channels, context }
     },
 
     bindingOf(enrollment) {
@@ -133,7 +168,14 @@ export function createMdmAccess(deps: MdmDeps): MdmAccess {
       if (!p) return { now }
       // The clock of REAUTH_AFTER never runs backwards because an older, still valid token was presented.
       const signedInAt = p.signedInAt > enrollment.signedInAt ? p.signedInAt : undefined
-      return { now, currentAccessTokenId: p.tokenId, signedInAt }
+      return { now, currentAccessTokenId: p.tokenId !== enrollment.currentAccessTokenId ? p.tokenId : undefined, signedInAt }
+    },
+
+    async recordSeen(enrollment, channel, decision, now) {
+      const update = access.seenUpdate(enrollment, decision, now)
+      const enrollmentDue = update.currentAccessTokenId !== undefined || update.signedInAt !== undefined || stale(enrollment.lastSeenAt, now)
+      const channelDue = channel !== undefined && stale(channel.lastSeenAt, now)
+      if (enrollmentDue || channelDue) await recordSeen(db, { enrollmentId: enrollmentDue ? enrollment.id : undefined, channelId: channelDue ? channel.id : undefined }, update)
     },
   }
   return access

@@ -23,14 +23,16 @@ import type { X509Certificate } from 'node:crypto'
 import type { Config } from '../config/index.js'
 import { ForbiddenError } from '../errors.js'
 import { certificateFingerprint } from '../pki/certificate.js'
+import { hashSecret, MAX_SECRET_LENGTH } from '../pki/secrets.js'
 import { certificateFromProxyHeader, checkIssuedByCa, DeviceIdentityError, verifyMdmSignature } from '../pki/mdm-signature.js'
-import type { Db } from '../storage/database.js'
+import type { Db, Sql } from '../storage/database.js'
 import { grantCreatedAt } from '../storage/oauth2-grants.js'
-import type { AccessToken, DeviceCertificate } from '../storage/types.js'
-import { findAccessTokenWithUser, findUser } from '../storage/users.js'
-import { findDeviceCertificate, storedCertificateRefusal } from './device-certificates.js'
+import { loadDeviceContext, type DeviceContext } from '../storage/device-context.js'
+import type { AccessToken } from '../storage/types.js'
+import { findAccessTokenByHash, findAccessTokenWithUser, findUser } from '../storage/users.js'
+import { storedCertificateRefusal } from './device-certificates.js'
 import type { ServerKeys } from './keys.js'
-import { bearerToken, findAccessToken } from './tokens.js'
+import { bearerToken } from './tokens.js'
 
 export interface IdentityInput {
   /** The `Mdm-Signature` header. */
@@ -39,13 +41,17 @@ export interface IdentityInput {
   clientCertificate?: string
   /** The exact body bytes the signature covers. */
   body: Uint8Array
+  /** The Authorization header: the context holds the token it presents. */
+  authorization?: string
 }
 
 /**
- * The stored certificate that identifies the device. With a proxy-forwarded client certificate, a
- * `Mdm-Signature` sent as well must be by that same certificate.
+ * Proves the device and reads what the request is decided on, in one round trip (storage/device-context):
+ * the stored certificate that identifies the device, its enrollment and channels, the presented token.
+ * With a proxy-forwarded client certificate, a `Mdm-Signature` sent as well must be by that same
+ * certificate.
  */
-export async function identifyDevice(deps: { db: Db; keys: ServerKeys }, input: IdentityInput, now: Date): Promise<DeviceCertificate> {
+export async function identifyDevice(deps: { sql: Sql; keys: ServerKeys }, input: IdentityInput, now: Date): Promise<DeviceContext> {
   let certificate: X509Certificate
   if (input.clientCertificate) {
     certificate = certificateFromProxyHeader(input.clientCertificate)
@@ -59,11 +65,17 @@ export async function identifyDevice(deps: { db: Db; keys: ServerKeys }, input: 
     certificate = verifyMdmSignature(input.mdmSignature, input.body)
   }
   checkIssuedByCa(certificate, deps.keys.scepCa.certificate, now)
-  const stored = await findDeviceCertificate(deps.db, certificateFingerprint(certificate.raw))
-  if (!stored) throw new DeviceIdentityError('the signing certificate is not one this server issued (not in device_certificates)')
-  const refusal = storedCertificateRefusal(stored, now)
+  const context = await loadDeviceContext(deps.sql, certificateFingerprint(certificate.raw), presentedTokenHash(input.authorization))
+  if (!context) throw new DeviceIdentityError('the signing certificate is not one this server issued (not in device_certificates)')
+  const refusal = storedCertificateRefusal(context.certificate, now)
   if (refusal) throw new DeviceIdentityError(`the signing certificate is ${refusal.replace(/_/g, ' ')}`)
-  return stored
+  return context
+}
+
+/** The hash under which the presented bearer token would be stored; null when none (or no usable one) was sent. */
+export function presentedTokenHash(authorization: string | undefined): Uint8Array<ArrayBuffer> | null {
+  const value = authorization === undefined ? undefined : bearerToken(authorization)
+  return value && value.length <= MAX_SECRET_LENGTH ? hashSecret(value) : null
 }
 
 /** Why the device must sign the user in again; logged, never shown. */
@@ -101,27 +113,63 @@ export interface BearerDeps {
 }
 
 /**
+ * What the bearer rules read, as storage/device-context loads it in the request's one query (or
+ * `bearerFacts` for the requests that are not on that path).
+ */
+export interface BearerFacts {
+  /** The presented token by its hash; null when none was presented or no token has that hash. */
+  presented: { token: AccessToken; userActive: boolean; signedInAt: Date } | null
+  /** The binding's current token with its user's state; null when the binding has none. */
+  current: { token: AccessToken; userActive: boolean } | null
+  /** Whether the binding's user is active (null: the user no longer exists). */
+  userActive: boolean | null
+}
+
+/** The facts of an enrollment's request from its context. */
+export function contextFacts(context: DeviceContext): BearerFacts {
+  const p = context.presented
+  return {
+    presented: p ? { token: p.token, userActive: p.userActive, signedInAt: signedInTime(p.token, p.grantCreatedAt) } : null,
+    current: context.current,
+    userActive: context.userActive,
+  }
+}
+
+/** The same facts read one row at a time (Authenticate, whose binding is the certificate's). */
+export async function bearerFacts(db: Db, binding: UserBinding, authorization: string | undefined): Promise<BearerFacts> {
+  const hash = presentedTokenHash(authorization)
+  const token = hash ? await findAccessTokenByHash(db, hash) : null
+  const current = binding.currentAccessTokenId ? await findAccessTokenWithUser(db, binding.currentAccessTokenId) : null
+  // The binding's own user matters only when it has no current token (decideBearer).
+  const user = current ? current.user : await findUser(db, binding.userId)
+  return {
+    presented: token ? { token, userActive: token.user.active, signedInAt: await interactiveSignInTime(db, token) } : null,
+    current: current ? { token: current, userActive: current.user.active } : null,
+    userActive: user ? user.active : null,
+  }
+}
+
+/**
  * The bearer rules for one request. `firstAuthenticate`: the enrollment does not exist yet, and the sign-in
  * behind it must be within ENROLLMENT_WINDOW (a certificate cannot be kept and enrolled with days later).
  */
-export async function checkBearer(
-  deps: BearerDeps,
+export function decideBearer(
+  config: Config,
   binding: UserBinding,
   authorization: string | undefined,
+  facts: BearerFacts,
   now: Date,
   options: { firstAuthenticate?: boolean } = {},
-): Promise<BearerDecision> {
-  const { db, config } = deps
+): BearerDecision {
   const reauthAfter = config.checkin.reauthAfterSeconds
   if (authorization === undefined) {
     // macOS device channel: no token is sent; the certificate's binding decides. What would ask for a
     // sign-in with a token only holds the channel here (see the top of this file).
-    const current = binding.currentAccessTokenId ? await findAccessTokenWithUser(db, binding.currentAccessTokenId) : null
-    const user = current?.user ?? (await findUser(db, binding.userId))
+    const userActive = facts.current ? facts.current.userActive : facts.userActive
     const age = now.getTime() - binding.signedInAt.getTime()
     let hold: ReauthReason | undefined
-    if (!user?.active) hold = 'user_inactive'
-    else if (current?.revokedAt) hold = 'token_revoked'
+    if (!userActive) hold = 'user_inactive'
+    else if (facts.current?.token.revokedAt) hold = 'token_revoked'
     else if (options.firstAuthenticate && age >= config.enrollmentWindowSeconds * 1000) hold = 'enrollment_window_over'
     else if (reauthAfter && age >= reauthAfter * 1000) hold = 'reauthentication_due'
     if (hold && options.firstAuthenticate) {
@@ -129,21 +177,31 @@ export async function checkBearer(
     }
     return { ok: true, hold }
   }
-  const value = bearerToken(authorization)
-  if (!value) return { ok: false, reason: 'not_a_bearer_token' }
-  const token = await findAccessToken(db, value)
-  if (!token) return { ok: false, reason: 'unknown_token' }
+  if (!bearerToken(authorization)) return { ok: false, reason: 'not_a_bearer_token' }
+  const presented = facts.presented
+  if (!presented) return { ok: false, reason: 'unknown_token' }
+  const { token } = presented
   if (token.userId !== binding.userId || token.teamId !== binding.teamId) {
     throw new ForbiddenError(`the bearer token belongs to another ${token.userId !== binding.userId ? 'user' : 'team'} than this enrollment`, { code: 'bearer_token_mismatch' })
   }
   if (token.revokedAt) return { ok: false, reason: 'token_revoked' }
-  if (!token.user.active) return { ok: false, reason: 'user_inactive' }
+  if (!presented.userActive) return { ok: false, reason: 'user_inactive' }
   if (token.expiresAt && token.expiresAt.getTime() <= now.getTime()) return { ok: false, reason: 'token_expired' }
-  const signedInAt = await interactiveSignInTime(db, token)
-  const age = now.getTime() - signedInAt.getTime()
+  const age = now.getTime() - presented.signedInAt.getTime()
   if (options.firstAuthenticate && age >= config.enrollmentWindowSeconds * 1000) return { ok: false, reason: 'enrollment_window_over' }
   if (reauthAfter && age >= reauthAfter * 1000) return { ok: false, reason: 'reauthentication_due' }
-  return { ok: true, presented: { tokenId: token.id, signedInAt } }
+  return { ok: true, presented: { tokenId: token.id, signedInAt: presented.signedInAt } }
+}
+
+/** `decideBearer` on facts read one row at a time. */
+export async function checkBearer(
+  deps: BearerDeps,
+  binding: UserBinding,
+  authorization: string | undefined,
+  now: Date,
+  options: { firstAuthenticate?: boolean } = {},
+): Promise<BearerDecision> {
+  return decideBearer(deps.config, binding, authorization, await bearerFacts(deps.db, binding, authorization), now, options)
 }
 
 /**
@@ -151,6 +209,9 @@ export async function checkBearer(
  * grant's for an OAuth 2 token (a refresh is not a new sign-in).
  */
 export async function interactiveSignInTime(db: Db, token: AccessToken): Promise<Date> {
-  if (!token.oauth2GrantId) return token.createdAt
-  return (await grantCreatedAt(db, token.oauth2GrantId)) ?? token.createdAt
+  return signedInTime(token, token.oauth2GrantId ? await grantCreatedAt(db, token.oauth2GrantId) : null)
+}
+
+function signedInTime(token: AccessToken, grantCreatedAt: Date | null): Date {
+  return token.oauth2GrantId && grantCreatedAt ? grantCreatedAt : token.createdAt
 }

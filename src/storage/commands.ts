@@ -6,7 +6,7 @@
  * are written once: a report for a command that already ended changes nothing (devices resend).
  */
 import type { Prisma } from '../generated/prisma/client.js'
-import type { Client, Db } from './database.js'
+import type { Client, Db, Sql } from './database.js'
 import type { MdmCommand } from './types.js'
 
 export type CommandStatus = 'pending' | 'sent' | 'not_now' | 'acknowledged' | 'error' | 'format_error' | 'cancelled'
@@ -41,20 +41,24 @@ export async function enqueueCommands(db: Client, commands: NewCommand[]): Promi
  * are: a command is not handed out twice in one session, and a concurrent session on another server
  * process does not get the one this session holds.
  */
-export async function takeNextCommand(db: Db, mdmChannelId: string, now: Date, newSession: boolean): Promise<{ commandUuid: string; command: unknown } | null> {
-  const rows = await db.$queryRaw<{ command_uuid: string; command: unknown }[]>`
-    UPDATE mdm_commands SET status = 'sent', sent_at = ${now}, deliveries = deliveries + 1
+const TAKE_NEXT = {
+  name: 'mdm_take_next_command',
+  text: `UPDATE mdm_commands SET status = 'sent', sent_at = $2, deliveries = deliveries + 1
     WHERE id = (
       SELECT id FROM mdm_commands
-      WHERE mdm_channel_id = ${mdmChannelId}::uuid
+      WHERE mdm_channel_id = $1
         AND status IN ('pending', 'sent', 'not_now')
-        AND (status = 'pending' OR ${newSession})
-        AND (expires_at IS NULL OR expires_at > ${now})
+        AND (status = 'pending' OR $3::boolean)
+        AND (expires_at IS NULL OR expires_at > $2)
       ORDER BY seq
       LIMIT 1
       FOR UPDATE SKIP LOCKED
     )
-    RETURNING command_uuid, command`
+    RETURNING command_uuid, command`,
+}
+
+export async function takeNextCommand(sql: Sql, mdmChannelId: string, now: Date, newSession: boolean): Promise<{ commandUuid: string; command: unknown } | null> {
+  const rows = await sql.query<{ command_uuid: string; command: unknown }>(TAKE_NEXT, [mdmChannelId, now, newSession])
   const row = rows[0]
   return row ? { commandUuid: row.command_uuid, command: row.command } : null
 }

@@ -33,9 +33,20 @@ export type DatabaseOptions =
   /** An already open PGlite instance (tests share one between two app instances). Not closed by us. */
   | { kind: 'pglite-instance'; pglite: PGlite }
 
+/**
+ * Plain SQL for the few statements every check-in runs (storage/device-context, the next command): a
+ * prepared statement by name on Postgres, planned once per connection, and none of the query engine's
+ * per-query work. Everything else goes through Prisma. Rows come back as the driver reads them: Date for
+ * timestamps, objects for JSON; bytes are Uint8Array (Buffer on Postgres) and callers normalise them.
+ */
+export interface Sql {
+  query<T>(statement: { name: string; text: string }, values: unknown[]): Promise<T[]>
+}
+
 export interface Database {
   readonly kind: 'postgres' | 'pglite'
   readonly prisma: PrismaClient
+  readonly sql: Sql
   /** Opens a dedicated SQL session (for migrations). */
   openSession(): Promise<SqlSession>
   close(): Promise<void>
@@ -103,6 +114,11 @@ function openPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>, l
   return {
     kind: 'postgres',
     prisma,
+    sql: {
+      async query<T>(statement: { name: string; text: string }, values: unknown[]) {
+        return (await pool.query({ name: statement.name, text: statement.text, values })).rows as T[]
+      },
+    },
     async openSession() {
       // Migrations may take longer than a request: no statement timeout here.
       const client = new pg.Client({ ...clientConfig, statement_timeout: 0 })
@@ -130,6 +146,11 @@ function wrapPglite(pglite: PGlite, close: () => Promise<void>): Database {
   return {
     kind: 'pglite',
     prisma,
+    sql: {
+      async query<T>(statement: { name: string; text: string }, values: unknown[]) {
+        return (await pglite.query<T>(statement.text, values)).rows
+      },
+    },
     async openSession() {
       // PGlite is one connection: the session shares it with Prisma. Callers run before the app serves.
       return {

@@ -167,13 +167,26 @@ export function updateAuthenticated(tx: Tx, id: string, device: DeviceReport, u:
   })
 }
 
-/** The enrollment was seen (any message): last-seen time and the accepted token. */
-export function touchEnrollment(db: Db, id: string, u: SeenUpdate) {
-  return db.mdmEnrollment.update({ where: { id }, data: seen(u) })
-}
-
-export function touchChannel(db: Db, id: string, now: Date) {
-  return db.mdmChannel.update({ where: { id }, data: { lastSeenAt: now } })
+/**
+ * The enrollment and/or a channel was seen: last-seen times and the accepted token (services decide when
+ * it is worth a write: mdm-access recordSeen). One round trip for both.
+ */
+export async function recordSeen(db: Db, target: { enrollmentId?: string; channelId?: string }, u: SeenUpdate): Promise<void> {
+  const { enrollmentId, channelId } = target
+  if (enrollmentId && channelId) {
+    await db.$executeRaw`
+      WITH e AS (
+        UPDATE mdm_enrollments SET last_seen_at = ${u.now}, updated_at = ${u.now},
+          current_access_token_id = COALESCE(${u.currentAccessTokenId ?? null}::uuid, current_access_token_id),
+          signed_in_at = COALESCE(${u.signedInAt ?? null}::timestamptz, signed_in_at)
+        WHERE id = ${enrollmentId}::uuid RETURNING id
+      )
+      UPDATE mdm_channels SET last_seen_at = ${u.now}, updated_at = ${u.now} WHERE id = ${channelId}::uuid`
+  } else if (enrollmentId) {
+    await db.mdmEnrollment.update({ where: { id: enrollmentId }, data: seen(u) })
+  } else if (channelId) {
+    await db.mdmChannel.update({ where: { id: channelId }, data: { lastSeenAt: u.now } })
+  }
 }
 
 export interface ChannelToken {

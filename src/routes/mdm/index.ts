@@ -61,23 +61,25 @@ export default async function mdmRoutes(app: FastifyInstance) {
     logs.set(request, log)
 
     const service = app.services.checkin
-    const device = await service.identify({
+    const authorization = header(request, 'authorization')
+    const context = await service.identify({
       mdmSignature: header(request, 'mdm-signature'),
       clientCertificate: clientCertHeader ? header(request, clientCertHeader) : undefined,
       body,
+      authorization,
     })
+    const device = context.certificate
     log.certificate = device.id
-    const authorization = header(request, 'authorization')
 
     let answer: MdmAnswer
     if (mediaType === CHECKIN_CONTENT_TYPE) {
       const message = parseCheckin(body)
       Object.assign(log, { messageType: message.MessageType, channel: channelId(message) })
-      answer = await service.checkin({ device, message, authorization })
+      answer = await service.checkin({ device, context, message, authorization })
     } else {
       const { report, raw } = parseCommandReport(body)
       Object.assign(log, { reportStatus: report.Status, commandUuid: report.CommandUUID, channel: channelId(report) })
-      answer = await app.services.commands.report({ device, message: report, raw, authorization })
+      answer = await app.services.commands.report({ device, context, message: report, raw, authorization })
     }
     return send(request, reply, log, answer)
   })

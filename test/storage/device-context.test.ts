@@ -1,0 +1,76 @@
+/**
+ * The one-query snapshot of check-in (storage/device-context.ts) holds exactly the rows the Prisma API
+ * reads, with the same types (dates, bytes, JSON, arrays), on Postgres and on PGlite: the services decide
+ * on it as they did on one query per row.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { certificateFingerprint } from '../../src/pki/certificate.js'
+import { hashSecret } from '../../src/pki/secrets.js'
+import { loadDeviceContext } from '../../src/storage/device-context.js'
+import { buildTestApp, type TestApp } from '../helpers/app.js'
+import { activeDevice, enrollDevice, type Device } from '../helpers/device.js'
+
+let t: TestApp
+let iphone: Device
+let mac: Device
+beforeAll(async () => {
+  t = await buildTestApp()
+  iphone = await activeDevice(t.app)
+  mac = await activeDevice(t.app, { mac: true })
+  // A Mac's user channel: a second channel row.
+  await mac.sim.tokenUpdate('user')
+}, 120_000)
+afterAll(async () => t?.close())
+
+describe('loadDeviceContext', () => {
+  it('returns the certificate, its enrollment, every channel and the tokens as the Prisma API reads them', async () => {
+    const prisma = t.app.db.prisma
+    for (const device of [iphone, mac]) {
+      const fingerprint = certificateFingerprint(device.certificate.raw)
+      const context = (await loadDeviceContext(t.app.db.sql, fingerprint, hashSecret(device.user.token)))!
+      const certificate = await prisma.deviceCertificate.findUniqueOrThrow({ where: { fingerprintSha256: fingerprint } })
+      expect(context.certificate).toEqual(certificate)
+      const binding = await prisma.mdmEnrollmentCertificate.findUniqueOrThrow({ where: { deviceCertificateId: certificate.id }, include: { enrollment: true } })
+      expect(context.enrollment).toEqual(binding.enrollment)
+      const channels = await prisma.mdmChannel.findMany({ where: { mdmEnrollmentId: binding.enrollment.id } })
+      expect(context.channels).toHaveLength(channels.length)
+      expect(new Set(context.channels)).toEqual(new Set(channels))
+      // The device channel first.
+      expect(context.channels[0]!.enrollmentUserId).toBeNull()
+      const token = await prisma.accessToken.findUniqueOrThrow({ where: { tokenHash: hashSecret(device.user.token) }, include: { user: true } })
+      const { user, ...tokenRow } = token
+      expect(context.presented).toEqual({ token: tokenRow, userActive: user.active, grantCreatedAt: null })
+      const current = await prisma.accessToken.findUniqueOrThrow({ where: { id: binding.enrollment.currentAccessTokenId! } })
+      expect(context.current).toEqual({ token: current, userActive: true })
+      expect(context.userActive).toBe(true)
+    }
+    expect(mac.sim.enrollmentUserId).toBeDefined()
+  })
+
+  it('answers null for an unknown fingerprint, no presented token without a hash or for an unknown one, and follows a deactivated user', async () => {
+    const prisma = t.app.db.prisma
+    expect(await loadDeviceContext(t.app.db.sql, 'f'.repeat(64), null)).toBeNull()
+    const fingerprint = certificateFingerprint(iphone.certificate.raw)
+    expect((await loadDeviceContext(t.app.db.sql, fingerprint, null))!.presented).toBeNull()
+    expect((await loadDeviceContext(t.app.db.sql, fingerprint, hashSecret('not a token')))!.presented).toBeNull()
+    await prisma.user.update({ where: { id: iphone.user.userId }, data: { active: false } })
+    try {
+      const context = (await loadDeviceContext(t.app.db.sql, fingerprint, hashSecret(iphone.user.token)))!
+      expect(context.presented!.userActive).toBe(false)
+      expect(context.current!.userActive).toBe(false)
+      expect(context.userActive).toBe(false)
+    } finally {
+      await prisma.user.update({ where: { id: iphone.user.userId }, data: { active: true } })
+    }
+  })
+
+  it('holds a certificate with no enrollment yet (before Authenticate)', async () => {
+    const fresh = await enrollDevice(t.app)
+    const context = (await loadDeviceContext(t.app.db.sql, certificateFingerprint(fresh.certificate.raw), hashSecret(fresh.user.token)))!
+    expect(context.enrollment).toBeNull()
+    expect(context.channels).toEqual([])
+    expect(context.current).toBeNull()
+    expect(context.userActive).toBeNull()
+    expect(context.presented?.token.id).toBe(fresh.user.tokenId)
+  })
+})
