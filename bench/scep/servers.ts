@@ -3,13 +3,13 @@
  * Postgres database) and micromdm's Go `scepserver` from the Debian `scep` package (its own file depot
  * and CA in a temporary directory, a static challenge).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { createPostgresDatabase, withClient } from '../../test/helpers/database.js'
+import { freePort, stopChild, waitFor } from '../lib/processes.js'
 
 export const OURS = 'byod-mdm (Node, Postgres)'
 export const GO = 'micromdm scepserver (Go)'
@@ -21,37 +21,6 @@ export interface RunningServer {
   /** How many certificates the server has issued so far (from its own storage). */
   issued(): Promise<number>
   stop(): Promise<void>
-}
-
-export async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
-async function waitFor(url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
-  const until = Date.now() + timeoutMs
-  while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`${url}: the server exited with ${child.exitCode}`)
-    try {
-      const res = await fetch(url)
-      if (res.ok) return
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 200))
-  }
-  throw new Error(`${url} did not come up within ${timeoutMs} ms`)
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve()
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve())
-    child.kill('SIGTERM')
-  })
 }
 
 export interface OurServer extends RunningServer {
