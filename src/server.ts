@@ -1,10 +1,12 @@
 /**
  * The process: parse configuration, build the app, listen, print what an administrator needs, and shut
  * down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight requests, close the database).
+ * With WORKERS > 1 the first process only supervises the workers that do this (workers.ts).
  */
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config/index.js'
 import { describePush } from './services/push.js'
+import { BANNER_ENV, isWorkerProcess, reportListening, runSupervisor } from './workers.js'
 
 const SHUTDOWN_GRACE_MS = 15_000
 
@@ -18,6 +20,11 @@ async function main(): Promise<void> {
       process.exit(1)
     }
     throw err
+  }
+  // WORKERS > 1: this process supervises that many workers (workers.ts), each running the rest of main.
+  if (!isWorkerProcess() && config.workers > 1) {
+    runSupervisor(config)
+    return
   }
 
   let app
@@ -53,11 +60,14 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'))
 
   await app.listen({ port: config.port, host: config.host })
+  reportListening()
+  // Under a supervisor, the first worker prints the banner for all.
+  if (isWorkerProcess() && process.env[BANNER_ENV] !== '1') return
 
   const u = app.urls
   const token = app.defaultTeam.enrollmentToken
   const lines = [
-    `${config.orgName}: account-driven enrollment server ready (${config.database.kind === 'pglite' ? `embedded database in ${config.dataDir}` : 'Postgres'})`,
+    `${config.orgName}: account-driven enrollment server ready (${config.database.kind === 'pglite' ? `embedded database in ${config.dataDir}` : 'Postgres'}${config.workers > 1 ? `, ${config.workers} worker processes` : ''})`,
     `  Service discovery   ${u.discovery}`,
     `                      (serve this path on the domain of your users' accounts, e.g. https://company.com/.well-known/com.apple.remotemanagement)`,
     `  Enroll (Default)    ${u.enroll(token)}`,

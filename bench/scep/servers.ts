@@ -40,6 +40,8 @@ export async function startOurs(adminUrl: string): Promise<OurServer> {
       HOST: '127.0.0.1',
       SERVER_URL: base,
       DATABASE_URL: database.url,
+      // One process, as the reference SCEP servers run.
+      WORKERS: '1',
       SERVER_SECRET: randomBytes(32).toString('base64'),
       DATA_DIR: dataDir,
       ORG_NAME: 'Bench',

@@ -5,6 +5,7 @@
  * device request.
  */
 import { randomBytes } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { z } from 'zod'
@@ -36,6 +37,12 @@ const envSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// connection URL')
     .optional(),
   DATABASE_POOL_MAX: int(1, 1000).default(10),
+  WORKERS: z
+    .string()
+    .regex(/^(auto|\d+)$/, 'expected a whole number of processes, or auto (one per CPU core)')
+    .transform((v) => (v === 'auto' ? 'auto' : Number(v)))
+    .pipe(z.union([z.literal('auto'), z.number().min(1, 'must be at least 1').max(256, 'must be at most 256')]))
+    .optional(),
   DATABASE_STATEMENT_TIMEOUT: duration.default(10),
   DATABASE_CONNECT_TIMEOUT: duration.default(5),
   SERVER_SECRET: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
@@ -127,6 +134,11 @@ export type Env = z.infer<typeof envSchema>
 export interface Config {
   port: number
   host: string
+  /**
+   * Server processes one start runs (node:cluster, sharing the port): WORKERS, by default one per CPU
+   * core with Postgres and 1 with the embedded database (which one process owns).
+   */
+  workers: number
   /** Public base URL devices use, without a trailing slash. */
   serverUrl: string
   orgName: string
@@ -261,6 +273,11 @@ export function loadConfig(env: Environment = process.env, options: LoadOptions 
       }
     : { kind: 'pglite', dir: path.join(dataDir, 'pgdata') }
 
+  const workers = e.WORKERS === undefined || e.WORKERS === 'auto' ? (database.kind === 'pglite' ? 1 : availableParallelism()) : e.WORKERS
+  if (workers > 1 && database.kind === 'pglite') {
+    throw new ConfigError('WORKERS', `is ${workers} but the embedded database (no DATABASE_URL) is opened by one process only; set DATABASE_URL to a Postgres server to run several`)
+  }
+
   let serverSecret = e.SERVER_SECRET
   if (!serverSecret) {
     if (database.kind === 'postgres') {
@@ -281,6 +298,7 @@ export function loadConfig(env: Environment = process.env, options: LoadOptions 
   return {
     port: e.PORT,
     host: e.HOST,
+    workers,
     serverUrl,
     orgName: e.ORG_NAME,
     dataDir,

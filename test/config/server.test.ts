@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../../src/config/index.js'
@@ -44,6 +44,17 @@ describe('loadConfig', () => {
     expect(err.variable).toBe('SERVER_SECRET')
     expect(err.message).toMatch(/^SERVER_SECRET: required when DATABASE_URL is set/)
     expect(err.message).not.toContain('\n')
+  })
+
+  it('runs one process per CPU core with Postgres and one with the embedded database unless WORKERS says otherwise', () => {
+    const postgres = { DATABASE_URL: 'postgres://db/mdm', SERVER_SECRET: 'x'.repeat(32), DATA_DIR: tmp() }
+    expect(loadConfig(postgres).workers).toBe(availableParallelism())
+    expect(loadConfig({ ...postgres, WORKERS: 'auto' }).workers).toBe(availableParallelism())
+    expect(loadConfig({ ...postgres, WORKERS: '3' }).workers).toBe(3)
+    expect(loadConfig({ DATA_DIR: tmp() }).workers).toBe(1)
+    expect(loadConfig({ DATA_DIR: tmp(), WORKERS: '1' }).workers).toBe(1)
+    for (const value of ['0', 'two', '-1', '1000']) expect(configError({ ...postgres, WORKERS: value }).variable, value).toBe('WORKERS')
+    expect(configError({ DATA_DIR: tmp(), WORKERS: '2' }).message).toMatch(/^WORKERS: is 2 but the embedded database/)
   })
 
   it('names the variable that is wrong', () => {
