@@ -2,7 +2,7 @@
  * The parts of an X.509 certificate (RFC 5280 section 4.1) that node:crypto does not expose: the raw
  * issuer and subject names (CMS identifies signers by issuer + serial) and extension values.
  */
-import { X509Certificate, createHash } from 'node:crypto'
+import { X509Certificate, createHash, type KeyObject } from 'node:crypto'
 import { OID } from './oids.js'
 import { Asn1Error, child, contentOf, expectUniversal, integerHexOf, isContext, octetsOf, oidOf, parseDer, rawOf, Tag, type Asn1Node } from './der.js'
 
@@ -50,13 +50,59 @@ export function extendedKeyUsages(parts: CertificateParts): string[] | undefined
   return seq.children.map(oidOf)
 }
 
+/**
+ * Certificates repeat: a device signs every request with the same identity certificate. Parsing one
+ * (node:crypto's X509Certificate, our DER walk, its public key) costs more than the rest of a check-in's
+ * CPU, so the parsed object is kept by the SHA-256 of its DER (a pure function of the bytes: the same
+ * bytes give the same certificate), least recently used first out, and what is derived from it is kept
+ * beside it. Bounded, so a client sending new certificates only evicts.
+ */
+export const CERTIFICATE_CACHE_SIZE = 2048
+const parsed = new Map<string, X509Certificate>()
+const derived = new WeakMap<X509Certificate, { fingerprint?: string; parts?: CertificateParts; publicKey?: KeyObject }>()
+
+function derivedOf(cert: X509Certificate) {
+  let d = derived.get(cert)
+  if (!d) derived.set(cert, (d = {}))
+  return d
+}
+
 /** Parses DER into a node:crypto certificate, with a protocol-level error on failure. */
 export function parseCertificate(der: Uint8Array): X509Certificate {
+  const key = createHash('sha256').update(der).digest('base64')
+  const hit = parsed.get(key)
+  if (hit) {
+    parsed.delete(key)
+    parsed.set(key, hit)
+    return hit
+  }
+  let cert: X509Certificate
   try {
-    return new X509Certificate(der)
+    cert = new X509Certificate(der)
   } catch (err) {
     throw new Asn1Error(`invalid certificate: ${(err as Error).message}`)
   }
+  parsed.set(key, cert)
+  if (parsed.size > CERTIFICATE_CACHE_SIZE) parsed.delete(parsed.keys().next().value!)
+  return cert
+}
+
+/** `certificateFingerprint` of a parsed certificate, computed once. */
+export function fingerprintOf(cert: X509Certificate): string {
+  const d = derivedOf(cert)
+  return (d.fingerprint ??= certificateFingerprint(cert.raw))
+}
+
+/** `certificateParts` of a parsed certificate, computed once (throws as certificateParts does). */
+export function partsOf(cert: X509Certificate): CertificateParts {
+  const d = derivedOf(cert)
+  return (d.parts ??= certificateParts(cert.raw))
+}
+
+/** The certificate's public key, extracted once (throws as `cert.publicKey` does). */
+export function publicKeyOf(cert: X509Certificate): KeyObject {
+  const d = derivedOf(cert)
+  return (d.publicKey ??= cert.publicKey)
 }
 
 /**

@@ -8,7 +8,7 @@
  */
 import { createHash, sign as cryptoSign, verify as cryptoVerify, constants, type KeyObject, type X509Certificate } from 'node:crypto'
 import { promisify } from 'node:util'
-import { certificateParts, parseCertificate, type CertificateParts } from './certificate.js'
+import { parseCertificate, partsOf, publicKeyOf, type CertificateParts } from './certificate.js'
 import {
   Asn1Error,
   child,
@@ -195,7 +195,7 @@ export function signerCertificate(signer: SignerInfo, certificates: X509Certific
   for (const cert of certificates) {
     let parts
     try {
-      parts = certificateParts(cert.raw)
+      parts = partsOf(cert)
     } catch (err) {
       throw new CmsError(`unreadable certificate in CMS: ${(err as Error).message}`, { cause: err })
     }
@@ -279,7 +279,7 @@ export function verifySingleSigner(signed: SignedData, detachedContent?: Uint8Ar
   if (!certificate) throw new CmsError('the signer certificate is not included')
   let publicKey: KeyObject
   try {
-    publicKey = certificate.publicKey
+    publicKey = publicKeyOf(certificate)
   } catch (err) {
     throw new CmsError(`the signer certificate has an unusable public key: ${(err as Error).message}`, { cause: err })
   }
@@ -331,7 +331,7 @@ function prepareSignature(options: SignOptions) {
   // A server signs with the same certificate object over and over: parse it once.
   let parts = signerParts.get(options.certificate)
   if (!parts) {
-    parts = certificateParts(options.certificate.raw)
+    parts = partsOf(options.certificate)
     signerParts.set(options.certificate, parts)
   }
   const attribute = (oid: string, values: Uint8Array[]) => der.sequence(der.oid(oid), der.setOf(values))

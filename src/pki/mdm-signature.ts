@@ -11,7 +11,7 @@
  */
 import type { X509Certificate } from 'node:crypto'
 import { BadRequestError, ForbiddenError } from '../errors.js'
-import { certificateParts, extendedKeyUsages, parseCertificate } from './certificate.js'
+import { extendedKeyUsages, parseCertificate, partsOf } from './certificate.js'
 import { CmsError, parseSignedData, verifySingleSigner } from './cms.js'
 import { OID } from './oids.js'
 
@@ -84,20 +84,38 @@ export function certificateFromProxyHeader(value: string | undefined): X509Certi
  * and be within its validity period.
  */
 export function checkIssuedByCa(certificate: X509Certificate, ca: X509Certificate, now = new Date()): void {
-  if (!certificate.checkIssued(ca) || !safeVerify(certificate, ca)) {
-    throw new DeviceIdentityError('the signing certificate was not issued by this server\'s CA')
-  }
+  const refusal = issuanceRefusal(certificate, ca)
+  if (refusal) throw new DeviceIdentityError(refusal)
   const t = now.getTime()
   if (t < Date.parse(certificate.validFrom) || t > Date.parse(certificate.validTo)) {
     throw new DeviceIdentityError('the signing certificate is not within its validity period')
   }
+}
+
+/** Issued by `ca` (name and signature) for client authentication: fixed for a pair, so decided once. */
+const issuance = new WeakMap<X509Certificate, WeakMap<X509Certificate, string>>()
+
+function issuanceRefusal(certificate: X509Certificate, ca: X509Certificate): string | undefined {
+  let byCa = issuance.get(certificate)
+  if (!byCa) issuance.set(certificate, (byCa = new WeakMap()))
+  let refusal = byCa.get(ca)
+  if (refusal === undefined) {
+    refusal = decideIssuance(certificate, ca) ?? ''
+    byCa.set(ca, refusal)
+  }
+  return refusal || undefined
+}
+
+function decideIssuance(certificate: X509Certificate, ca: X509Certificate): string | undefined {
+  if (!certificate.checkIssued(ca) || !safeVerify(certificate, ca)) return 'the signing certificate was not issued by this server\'s CA'
   let ekus: string[] | undefined
   try {
-    ekus = extendedKeyUsages(certificateParts(certificate.raw))
+    ekus = extendedKeyUsages(partsOf(certificate))
   } catch {
-    throw new DeviceIdentityError('the signing certificate cannot be read')
+    return 'the signing certificate cannot be read'
   }
-  if (!ekus?.includes(OID.clientAuth)) throw new DeviceIdentityError('the signing certificate is not for client authentication')
+  if (!ekus?.includes(OID.clientAuth)) return 'the signing certificate is not for client authentication'
+  return undefined
 }
 
 function safeVerify(certificate: X509Certificate, ca: X509Certificate): boolean {

@@ -88,6 +88,17 @@ const MAX_RSA_MODULUS_BITS = 8192
  * Real keys use a small standard exponent.
  */
 export function verificationKeyRefusal(key: KeyObject): string | undefined {
+  // Keys repeat with the certificates they come from (certificate.ts keeps those): decided once per key.
+  const known = refusals.get(key)
+  if (known !== undefined) return known || undefined
+  const refusal = keyRefusal(key)
+  refusals.set(key, refusal ?? '')
+  return refusal
+}
+
+const refusals = new WeakMap<KeyObject, string>()
+
+function keyRefusal(key: KeyObject): string | undefined {
   const details = key.asymmetricKeyDetails
   if (key.asymmetricKeyType === 'rsa') {
     if (details?.publicExponent === undefined || !STANDARD_RSA_EXPONENTS.has(details.publicExponent)) return 'an RSA key with a non-standard public exponent'

@@ -18,7 +18,7 @@ import { platformOf } from '../protocol/platform.js'
 import type { PlistDict } from '../protocol/plist.js'
 import { cancelCommand, enqueueCommands, findCommand, listCommands, putAside, storeResult, takeNextCommand, type CommandFilter, type FinalStatus, type NewCommand, type ReportOutcome } from '../storage/commands.js'
 import { findEnrollment } from '../storage/enrollments.js'
-import type { MdmChannel, MdmCommand, MdmEnrollment } from '../storage/types.js'
+import type { ContextChannel, MdmChannel, MdmCommand, MdmEnrollment } from '../storage/types.js'
 import { holdNote, refuse, type MdmAccess, type MdmAnswer, type MdmDeps, type MdmRequest } from './mdm-access.js'
 
 /** Where a new command makes the server push; the push service, or nothing while none is wired. */
@@ -104,7 +104,7 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
     return channel
   }
 
-  async function recordReport(channel: MdmChannel, report: CommandReport, raw: PlistDict, now: Date): Promise<ReportOutcome | undefined> {
+  async function recordReport(channel: ContextChannel, report: CommandReport, raw: PlistDict, now: Date): Promise<ReportOutcome | undefined> {
     if (report.Status === 'Idle' || !report.CommandUUID) return undefined
     if (report.Status === 'NotNow') return putAside(db, channel.id, report.CommandUUID, now)
     // Stored as the device sent it.

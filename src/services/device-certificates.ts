@@ -3,7 +3,7 @@
  * behind a request by the certificate the device signs with: its `certificateFingerprint`.
  */
 import { certificateFingerprint } from '../pki/certificate.js'
-import type { DeviceCertificate } from '../storage/types.js'
+import type { ContextCertificate } from '../storage/types.js'
 
 export { certificateFingerprint }
 export { findDeviceCertificate, type NewDeviceCertificate } from '../storage/scep.js'
@@ -11,7 +11,7 @@ export { findDeviceCertificate, type NewDeviceCertificate } from '../storage/sce
 export type CertificateRefusal = 'revoked' | 'expired' | 'not_yet_valid'
 
 /** Why a stored certificate may not be used now, or null when it may. */
-export function storedCertificateRefusal(cert: DeviceCertificate, now = new Date()): CertificateRefusal | null {
+export function storedCertificateRefusal(cert: ContextCertificate, now = new Date()): CertificateRefusal | null {
   if (cert.revokedAt) return 'revoked'
   if (cert.notAfter.getTime() <= now.getTime()) return 'expired'
   if (cert.notBefore.getTime() > now.getTime()) return 'not_yet_valid'

@@ -9,10 +9,10 @@ import { ForbiddenError } from '../errors.js'
 import { isDeviceEnrollment } from '../protocol/checkin.js'
 import type { PlistDict } from '../protocol/plist.js'
 import type { Client, Sql } from '../storage/database.js'
-import { loadDeviceContext, type DeviceContext } from '../storage/device-context.js'
+import { loadDeviceContext, type ContextCertificate, type ContextChannel, type ContextEnrollment, type DeviceContext } from '../storage/device-context.js'
 import { enrollmentForCertificate, recordSeen, type SeenUpdate } from '../storage/enrollments.js'
 import { findTeam } from '../storage/teams.js'
-import type { DeviceCertificate, MdmChannel, MdmEnrollment, Team } from '../storage/types.js'
+import type { Team } from '../storage/types.js'
 import type { ServerKeys } from './keys.js'
 import { contextFacts, decideBearer, presentedTokenHash, type BearerDecision, type ReauthReason, type UserBinding } from './mdm-identity.js'
 
@@ -28,7 +28,7 @@ export interface MdmDeps {
 
 /** A request as the route hands it over: who signed it, what it says, and its Authorization header. */
 export interface MdmRequest<M> {
-  device: DeviceCertificate
+  device: ContextCertificate
   /** What `identify` read with the certificate (its enrollment, channels, the presented token); read again when absent. */
   context?: DeviceContext
   message: M
@@ -86,10 +86,10 @@ export function holdNote(decision: BearerDecision): string | undefined {
 
 /** What `admit` found: the enrollment the request is about, the bearer decision, and the context it was decided on. */
 export interface Admitted {
-  enrollment: MdmEnrollment
+  enrollment: ContextEnrollment
   decision: BearerDecision
   /** The enrollment's channels as the request found them, the device channel first. */
-  channels: MdmChannel[]
+  channels: ContextChannel[]
   context: DeviceContext
 }
 
@@ -99,19 +99,19 @@ export interface MdmAccess {
   /** The request's context: the route's, or read now for the request's certificate and token. */
   contextOf(request: MdmRequest<unknown>): Promise<DeviceContext>
   /** The enrollment the signing certificate belongs to, which the message must name. */
-  boundEnrollment(request: MdmRequest<{ EnrollmentID: string }>): Promise<{ enrollment: MdmEnrollment; context: DeviceContext }>
+  boundEnrollment(request: MdmRequest<{ EnrollmentID: string }>): Promise<{ enrollment: ContextEnrollment; context: DeviceContext }>
   /** Refuses a checked-out enrollment. */
-  live(enrollment: MdmEnrollment): void
+  live(enrollment: ContextEnrollment): void
   /** The common path of every message but Authenticate and CheckOut: bound, live, bearer rules applied. */
   admit(request: MdmRequest<{ EnrollmentID: string }>, now: Date): Promise<Admitted>
-  bindingOf(enrollment: MdmEnrollment): UserBinding
+  bindingOf(enrollment: ContextEnrollment): UserBinding
   /** What to store after the bearer rules accepted a request: the presented token becomes the current one. */
-  seenUpdate(enrollment: MdmEnrollment, decision: Extract<BearerDecision, { ok: true }>, now: Date): SeenUpdate
+  seenUpdate(enrollment: ContextEnrollment, decision: Extract<BearerDecision, { ok: true }>, now: Date): SeenUpdate
   /**
    * Records that the enrollment (and `channel`) was seen: written only when the accepted token changed or
    * the stored time is older than LAST_SEEN_INTERVAL, so that most requests write nothing.
    */
-  recordSeen(enrollment: MdmEnrollment, channel: MdmChannel | undefined, decision: Extract<BearerDecision, { ok: true }>, now: Date): Promise<void>
+  recordSeen(enrollment: ContextEnrollment, channel: ContextChannel | undefined, decision: Extract<BearerDecision, { ok: true }>, now: Date): Promise<void>
 }
 
 export function createMdmAccess(deps: MdmDeps): MdmAccess {

@@ -22,7 +22,7 @@
 import type { X509Certificate } from 'node:crypto'
 import type { Config } from '../config/index.js'
 import { ForbiddenError } from '../errors.js'
-import { certificateFingerprint } from '../pki/certificate.js'
+import { fingerprintOf } from '../pki/certificate.js'
 import { hashSecret, MAX_SECRET_LENGTH } from '../pki/secrets.js'
 import { certificateFromProxyHeader, checkIssuedByCa, DeviceIdentityError, verifyMdmSignature } from '../pki/mdm-signature.js'
 import type { Db, Sql } from '../storage/database.js'
@@ -57,7 +57,7 @@ export async function identifyDevice(deps: { sql: Sql; keys: ServerKeys }, input
     certificate = certificateFromProxyHeader(input.clientCertificate)
     if (input.mdmSignature) {
       const signer = verifyMdmSignature(input.mdmSignature, input.body)
-      if (certificateFingerprint(signer.raw) !== certificateFingerprint(certificate.raw)) {
+      if (fingerprintOf(signer) !== fingerprintOf(certificate)) {
         throw new DeviceIdentityError('Mdm-Signature is by another certificate than the TLS client certificate')
       }
     }
@@ -65,7 +65,7 @@ export async function identifyDevice(deps: { sql: Sql; keys: ServerKeys }, input
     certificate = verifyMdmSignature(input.mdmSignature, input.body)
   }
   checkIssuedByCa(certificate, deps.keys.scepCa.certificate, now)
-  const context = await loadDeviceContext(deps.sql, certificateFingerprint(certificate.raw), presentedTokenHash(input.authorization))
+  const context = await loadDeviceContext(deps.sql, fingerprintOf(certificate), presentedTokenHash(input.authorization))
   if (!context) throw new DeviceIdentityError('the signing certificate is not one this server issued (not in device_certificates)')
   const refusal = storedCertificateRefusal(context.certificate, now)
   if (refusal) throw new DeviceIdentityError(`the signing certificate is ${refusal.replace(/_/g, ' ')}`)

@@ -7,7 +7,9 @@
  */
 import { Prisma } from '../generated/prisma/client.js'
 import type { Sql } from './database.js'
-import type { AccessToken, DeviceCertificate, MdmChannel, MdmEnrollment } from './types.js'
+import type { AccessToken, ContextCertificate, ContextChannel, ContextEnrollment } from './types.js'
+
+export type { ContextCertificate, ContextChannel, ContextEnrollment }
 
 /** The bearer token a request presented, with what the bearer rules read about it. */
 export interface PresentedToken {
@@ -17,11 +19,14 @@ export interface PresentedToken {
   grantCreatedAt: Date | null
 }
 
+/** The columns the ContextCertificate, ContextEnrollment and ContextChannel rows leave out (storage/types.ts). */
+const LEFT_OUT = new Set(['certificateDer', 'deviceInfo', 'ddmStatus'])
+
 export interface DeviceContext {
-  certificate: DeviceCertificate
+  certificate: ContextCertificate
   /** The enrollment the certificate itself is bound to; a renewed certificate's first use binds it (enrollments.ts). */
-  enrollment: MdmEnrollment | null
-  channels: MdmChannel[]
+  enrollment: ContextEnrollment | null
+  channels: ContextChannel[]
   /** By the hash of the presented token; null when none was presented or it is unknown. */
   presented: PresentedToken | null
   /** The enrollment's current token (revoked or not) and whether its user is active. */
@@ -35,6 +40,7 @@ const snake = (field: string) => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCas
 /** `alias.column AS "prefix.field"` for every scalar field of a model (our columns are its fields in snake_case). */
 function columns(alias: string, prefix: string, fields: Record<string, string>): string {
   return Object.keys(fields)
+    .filter((f) => !LEFT_OUT.has(f))
     .map((f) => `${alias}.${snake(f)} AS "${prefix}.${f}"`)
     .join(', ')
 }
@@ -91,11 +97,11 @@ export async function loadDeviceContext(sql: Sql, fingerprint: string, tokenHash
   if (!first) return null
   const token = pick<AccessToken>(first, 't')
   const currentToken = pick<AccessToken>(first, 'ct')
-  const enrollment = pick<MdmEnrollment>(first, 'e')
+  const enrollment = pick<ContextEnrollment>(first, 'e')
   return {
-    certificate: pick<DeviceCertificate>(first, 'c')!,
+    certificate: pick<ContextCertificate>(first, 'c')!,
     enrollment,
-    channels: rows.map((r) => pick<MdmChannel>(r, 'ch')).filter((c): c is MdmChannel => c !== null),
+    channels: rows.map((r) => pick<ContextChannel>(r, 'ch')).filter((c): c is ContextChannel => c !== null),
     presented: token ? { token, userActive: first['tu.active'] as boolean, grantCreatedAt: (first['g.createdAt'] as Date | null) ?? null } : null,
     current: currentToken ? { token: currentToken, userActive: first['cu.active'] as boolean } : null,
     userActive: enrollment ? (first['eu.active'] as boolean) : null,

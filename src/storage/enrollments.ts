@@ -6,7 +6,7 @@
  */
 import type { Prisma } from '../generated/prisma/client.js'
 import type { Client, Db, Tx } from './database.js'
-import type { DeviceCertificate, MdmChannel, MdmEnrollment } from './types.js'
+import type { ContextCertificate, MdmChannel, MdmEnrollment } from './types.js'
 
 export type EnrollmentStatus = 'authenticated' | 'active' | 'checked_out' | 'removed'
 
@@ -44,7 +44,7 @@ export async function enrollmentOfCertificate(db: Db, deviceCertificateId: strin
  * continues the enrollment of the certificate it renewed: it is bound to that enrollment the first time
  * it is used. Null when neither it nor any certificate it renews is bound.
  */
-export async function enrollmentForCertificate(db: Db, cert: DeviceCertificate): Promise<MdmEnrollment | null> {
+export async function enrollmentForCertificate(db: Db, cert: ContextCertificate): Promise<MdmEnrollment | null> {
   const bound = await enrollmentOfCertificate(db, cert.id)
   if (bound || !cert.renewedFromId) return bound
   let previousId: string | null = cert.renewedFromId
@@ -70,7 +70,7 @@ export async function enrollmentForCertificate(db: Db, cert: DeviceCertificate):
 
 export interface NewEnrollment {
   enrollmentId: string
-  certificate: DeviceCertificate
+  certificate: ContextCertificate
   currentAccessTokenId: string
   signedInAt: Date
   topic: string

@@ -29,12 +29,15 @@ describe('loadDeviceContext', () => {
       const fingerprint = certificateFingerprint(device.certificate.raw)
       const context = (await loadDeviceContext(t.app.db.sql, fingerprint, hashSecret(device.user.token)))!
       const certificate = await prisma.deviceCertificate.findUniqueOrThrow({ where: { fingerprintSha256: fingerprint } })
-      expect(context.certificate).toEqual(certificate)
+      // Without the columns no decision reads (storage/types.ts ContextCertificate, ...).
+      const { certificateDer: _der, ...certificateRow } = certificate
+      expect(context.certificate).toEqual(certificateRow)
       const binding = await prisma.mdmEnrollmentCertificate.findUniqueOrThrow({ where: { deviceCertificateId: certificate.id }, include: { enrollment: true } })
-      expect(context.enrollment).toEqual(binding.enrollment)
+      const { deviceInfo: _info, ...enrollmentRow } = binding.enrollment
+      expect(context.enrollment).toEqual(enrollmentRow)
       const channels = await prisma.mdmChannel.findMany({ where: { mdmEnrollmentId: binding.enrollment.id } })
       expect(context.channels).toHaveLength(channels.length)
-      expect(new Set(context.channels)).toEqual(new Set(channels))
+      expect(new Set(context.channels)).toEqual(new Set(channels.map(({ ddmStatus: _ddm, ...row }) => row)))
       // The device channel first.
       expect(context.channels[0]!.enrollmentUserId).toBeNull()
       const token = await prisma.accessToken.findUniqueOrThrow({ where: { tokenHash: hashSecret(device.user.token) }, include: { user: true } })
