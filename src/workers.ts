@@ -8,6 +8,7 @@
  *   whole server with its exit code: restarting it would fail the same way.
  * - A worker that dies later is replaced; more than CRASH_LIMIT deaths within CRASH_WINDOW_MS stop the
  *   server (exit 1) instead of restarting forever.
+ * - Workers get MALLOC_ARENA_MAX=2 unless it is set (docs/deploy.md#memory).
  * - SIGTERM/SIGINT are passed to every worker, which finish their in-flight requests and close their pool
  *   (server.ts); the supervisor exits 0 once all have exited 0, 1 otherwise or after SHUTDOWN_GRACE_MS.
  */
@@ -42,7 +43,8 @@ export function runSupervisor(config: Config): void {
   let exitCode = 0
 
   const fork = (banner: boolean): Worker => {
-    const worker = cluster.fork(banner ? { [BANNER_ENV]: '1' } : {})
+    // Few glibc malloc arenas: per-thread arenas keep ~60 MB per process (docs/deploy.md#memory).
+    const worker = cluster.fork({ MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', ...(banner ? { [BANNER_ENV]: '1' } : {}) })
     worker.on('message', (message) => {
       if (message !== READY_MESSAGE) return
       const first = ready.size === 0 && banner

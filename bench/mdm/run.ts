@@ -19,7 +19,7 @@
  *    its first start (target below 300 MB).
  *
  * The load runs in this process, the servers in their own. Ratios are taken within the run, so a busy
- * machine slows both sides alike. Prints a markdown table; with BENCH_WRITE=1 also writes
+ * machine slows both sides alike. Prints a markdown table; with BENCH_WRITE=1 also writes its section of
  * bench/RESULTS.md with the machine, date and commit.
  *
  *   npm run bench:mdm
@@ -30,7 +30,7 @@
  */
 import { spawn, type ChildProcess, execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import { availableParallelism, cpus, loadavg, totalmem, tmpdir } from 'node:os'
 import path from 'node:path'
@@ -42,6 +42,17 @@ import { buildCommandReport, COMMAND_CONTENT_TYPE } from '../../src/protocol/che
 import { createPostgresDatabase, withClient } from '../../test/helpers/database.js'
 import { childPids, cpuMsOf, freePort, memoryOf, stopChild, waitFor, type Memory } from '../lib/processes.js'
 import { generateDataset } from './dataset.js'
+
+/** Replaces the `## title` section of bench/RESULTS.md (other suites write their own sections). */
+function writeSection(title: string, body: string): void {
+  const file = path.join(ROOT, 'bench/RESULTS.md')
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmark and reliability results\n'
+  const section = `## ${title}\n\n${body.trim()}\n`
+  const start = text.indexOf(`\n## ${title}\n`)
+  if (start < 0) return writeFileSync(file, `${text.trimEnd()}\n\n${section}`)
+  const next = text.indexOf('\n## ', start + 1)
+  writeFileSync(file, `${text.slice(0, start + 1)}${section}${next < 0 ? '' : `\n${text.slice(next + 1)}`}`)
+}
 
 const env = process.env
 const DEVICES = Number(env.BENCH_DEVICES ?? 64)
@@ -95,6 +106,8 @@ async function startServer(databaseUrl: string | undefined, extra: Record<string
       ...(databaseUrl ? { DATABASE_URL: databaseUrl, SERVER_SECRET: randomBytes(32).toString('base64') } : {}),
       DATA_DIR: dataDir,
       ORG_NAME: 'Bench',
+      // As the Docker image and the systemd unit of docs/deploy.md run it (docs/deploy.md#memory).
+      MALLOC_ARENA_MAX: env.BENCH_MALLOC_ARENA_MAX ?? '2',
       ENROLL_DOMAINS: 'bench.example',
       // The load comes from one address: the per-address limits would measure themselves.
       ENROLL_RATE_LIMIT: '1000000',
@@ -414,9 +427,7 @@ async function main() {
     ...notes.map((n) => `- ${n}`),
   ].join('\n')
   console.log(report)
-  if (env.BENCH_WRITE === '1') {
-    writeFileSync(path.join(ROOT, 'bench/RESULTS.md'), `# Benchmark results\n\n\`npm run bench\` (bench/mdm/run.ts, then bench/scep/run.ts). The latest run:\n\n${report}\n`)
-  }
+  if (env.BENCH_WRITE === '1') writeSection('Check-in', `\`npm run bench:mdm\` (bench/mdm/run.ts). The latest run:\n\n${report}`)
 }
 
 await main()
