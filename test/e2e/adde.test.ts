@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildPlist, type PlistDict, type PlistValue } from '../../src/protocol/plist.js'
 import { PLATFORMS } from '../../src/protocol/platform.js'
 import { ALL_ACCESS_RIGHTS } from '../../src/protocol/profile.js'
-import { profileSchemaProblems } from '../../src/protocol/profile-schema.js'
+import { profileErrors } from '../../src/protocol/profile-rules.js'
 import { mintAccessToken } from '../../src/services/tokens.js'
 import type { App } from '../../src/app.js'
 import { admin, ADMIN_TOKEN } from '../helpers/admin.js'
@@ -141,7 +141,7 @@ describe('account-driven device enrollment, per sign-in method', () => {
     expect(typeof mdm.AssignedManagedAppleID).toBe('string')
     expect(profile.PayloadRemovalDisallowed).toBeUndefined()
     // Issue 19: the served profile obeys Apple's schema for device enrollment on every account-driven platform.
-    for (const platform of PLATFORMS) expect(profileSchemaProblems(profile, { platform, enrollment: 'device' }), platform).toEqual([])
+    for (const platform of PLATFORMS) expect(profileErrors(profile, { platform, enrollment: 'device' }), platform).toEqual([])
     await checkIn(device, 'F2LXK0ABCDEF')
     const enrollment = await enrollmentOf(app, udid)
     expect(enrollment).toMatchObject({ enrollment_type: 'device', status: 'active', device: { udid, serial_number: 'F2LXK0ABCDEF' } })
