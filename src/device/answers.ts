@@ -170,8 +170,9 @@ const ANSWERS: Record<string, Answerer> = {
     return { status: 'Acknowledged', fields: { Settings: items.map((s) => ({ Item: typeof s.Item === 'string' ? s.Item : 'Unknown', Status: 'Acknowledged' })) }, note: `Settings: ${items.length} item(s) acknowledged` }
   },
 
-  // Device enrollment only (the schema's rules refuse them above under user enrollment). A real device would
-  // lock or erase itself; the simulator acknowledges, notes it, and carries on enrolled.
+  // What the schema's rules above let through (EraseDevice only under device enrollment; DeviceLock also under
+  // user enrollment on iOS and visionOS). A real device would lock or erase itself; the simulator
+  // acknowledges, notes it, and carries on enrolled.
   DeviceLock(_command, state) {
     state.noted?.push('DeviceLock')
     return { status: 'Acknowledged', fields: {}, note: 'DeviceLock: Acknowledged (noted; the simulated device does not lock)' }

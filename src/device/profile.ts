@@ -100,7 +100,7 @@ function modeFix(dict: PlistDict, enrollment: Enrollment, userIdentifier: string
   const mode = payloads.find((p) => p.PayloadType === 'com.apple.mdm')?.EnrollmentMode
   const other = enrollment === 'device' ? 'user' : 'device'
   if (mode !== ENROLLMENT[other].mode) return undefined
-  return `the server built a ${ENROLLMENT[other].name} profile (EnrollmentMode ${ENROLLMENT[other].mode}): ${mismatchFix(userIdentifier, enrollment, other)}`
+  return `the server built the profile for ${ENROLLMENT[other].name} (EnrollmentMode ${ENROLLMENT[other].mode}): ${mismatchFix(userIdentifier, enrollment, other)}`
 }
 
 function isSelfSigned(cert: X509Certificate): boolean {
