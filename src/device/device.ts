@@ -23,7 +23,7 @@ import { readCommand } from '../protocol/commands.js'
 import type { Declaration } from '../protocol/declarations.js'
 import type { ModelFamily } from '../protocol/discovery.js'
 import { parsePlistDict, type PlistDict } from '../protocol/plist.js'
-import { ENROLLMENT, type Enrollment } from '../protocol/profile-rules.js'
+import type { Enrollment } from '../protocol/profile-rules.js'
 import { answerCommand, profileSummary, type CommandAnswer, type DeviceState } from './answers.js'
 import { declarativeSync, type SyncResult } from './ddm.js'
 import { discover, type Discovered } from './discovery.js'
@@ -142,11 +142,6 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
     this.enrollment = options.enrollment ?? 'user'
     this.udid = options.udid ?? randomUdid()
     this.serialNumber = options.serialNumber ?? randomSerial()
-  }
-
-  /** Discovery's Version for this device's enrollment. */
-  get discoveryVersion(): string {
-    return ENROLLMENT[this.enrollment].version
   }
 
   /** What the server knows the device by: the EnrollmentID, or under device enrollment the UDID. */

@@ -81,5 +81,5 @@ export function mismatchFix(userIdentifier: string, expected: Enrollment, got: E
     expected === 'device'
       ? 'set its enrollment_type to device (PATCH /api/v1/admin/teams/<id> {"enrollment_type":"device"}) or add its name to ENROLL_DEVICE_TEAMS and restart'
       : 'set its enrollment_type to user (PATCH /api/v1/admin/teams/<id> {"enrollment_type":"user"}), and remove its name from ENROLL_DEVICE_TEAMS if it is listed there'
-  return `the team that enrolls ${domain} accounts (ENROLL_DOMAINS) has enrollment_type ${got}: ${setting}; or enroll with --enrollment ${got}`
+  return `the team that enrolls ${domain} accounts (ENROLL_DOMAINS) has enrollment_type ${got}: ${setting}; or enroll with --enrollment ${got}.`
 }
