@@ -434,6 +434,16 @@ const PROSE_RULES = [
     key: 'EnrollmentMode',
     quote: 'Required for account-driven enrollment.',
     rule: { accountDrivenPresence: 'required' },
+    source: 'accountDrivenSource',
+  },
+  {
+    // The platforms where the key is `n/a` ignore it: a device there drops the key rather than refusing the
+    // payload, so profile-schema.ts reports it as a warning, not as a key the platform does not have.
+    file: 'mdm/profiles/com.apple.extensiblesso.yaml',
+    key: 'TeamIdentifier',
+    quote: 'This key is required on macOS and ignored elsewhere.',
+    rule: { ignoredWhereUnavailable: true },
+    source: 'ignoredSource',
   },
 ]
 
@@ -458,10 +468,10 @@ function deriveProfiles(schemaDir, stats) {
   for (const p of PROSE_RULES) {
     const doc = read(p.file)
     const key = doc.payloadkeys.find((k) => k.key === p.key)
-    if (!key?.content?.includes(p.quote)) throw new Error(`${p.file}: ${p.key} no longer says "${p.quote}"`)
+    if (!key?.content?.replace(/\s+/g, ' ').includes(p.quote)) throw new Error(`${p.file}: ${p.key} no longer says "${p.quote}"`)
     const entry = Object.values(payloads).find((e) => e.file === p.file)?.keys[p.key]
     if (!entry) throw new Error(`${p.file}: ${p.key} is not derived`)
-    Object.assign(entry, p.rule, { accountDrivenSource: p.quote })
+    Object.assign(entry, p.rule, { [p.source]: p.quote })
   }
   return {
     configuration: { payloadType: String(typeKey.rangelist[0]), ...profileEntry(PROFILE_TOP_LEVEL, top, stats) },
@@ -657,7 +667,7 @@ no macOS declaration lists \`device\` in \`allowed-enrollments\`, a Mac's device
 
 ## Configuration profiles (\`profiles.json\`)
 
-Read by \`src/protocol/profile-schema.ts\`. Only the payload types the server emits are derived (\`grep -rn
+Read by \`src/protocol/profile-schema.ts\` (through \`profile-rules.ts\`, the one profile checker). Only the payload types the server emits are derived (\`grep -rn
 PayloadType src\`: the enrollment profile of \`src/protocol/profile.ts\`, the Enrollment SSO profile of
 \`src/protocol/esso.ts\` with its certificate payloads); add a file to \`PROFILE_PAYLOADS\` in the script
 when the server emits another. Files:
@@ -688,9 +698,9 @@ ${profileFiles.map((f) => `- \`${f}\``).join('\n')}
 - **Said only in prose**, quoted by the script (the derivation fails if the text changes):
 ${PROSE_RULES.map((r) => `  - \`${r.file}\` ${r.key}: "${r.quote}" -> ${Object.entries(r.rule).map(([k, v]) => `\`${k}: ${v}\``).join(', ')}.`).join('\n')}
 - **Not in the schema.** That \`EnrollmentMode\` \`BYOD\` is user enrollment and \`ADDE\` device enrollment is
-  Apple's documentation (PROTOCOL.md section 6), applied by \`profile-schema.ts\`, not derived.
+  Apple's documentation (PROTOCOL.md section 6), applied by \`profile-rules.ts\`, not derived.
 - **Not derived for profiles:** prose constraints other than those quoted (AccessRights "Don't set to '0'.
-  Specify '1' if you specify '2'..."; \`URLs\`/\`Hosts\` required by extensible SSO \`Type\`, which
+  Specify '1' if you specify '2'...", which \`profile-rules.ts\` checks for device enrollment; \`URLs\`/\`Hosts\` required by extensible SSO \`Type\`, which
   \`esso-rules.ts\` checks; SubjectAltName values that may be arrays; the keys that "must not change" on an
   update); \`allowmanualinstall\`, \`userapprovedmdm\`, the channels and \`sharedipad\` (an account-driven
   enrollment installs its profiles over MDM, never Shared iPad); \`com.apple.extensiblesso(kerberos).yaml\`

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util'
 import { checkLoadOptions, formatLoadTable, httpTransport, runLoad, simulateEnrollment, type LoadProgress, type SignInMethod, type SimulationReport, type StepResult, type WebAuthenticationSession } from '../device/index.js'
 import { MODELS } from '../device/models.js'
 import { USER_ENROLLMENT_FAMILIES, type ModelFamily } from '../protocol/discovery.js'
-import { isLoopback } from '../protocol/profile-rules.js'
+import { ENROLLMENT, isLoopback, type Enrollment } from '../protocol/profile-rules.js'
 
 const USAGE = `Usage: npm run simulate -- --server <url> --user <email> [options]
        node dist/cli/simulate.js --server <url> --user <email> [options]
@@ -32,6 +32,13 @@ Sign-in (one of):
                             apple-remotemanagement-user-login: URL the browser ends on
 
 Device:
+  --enrollment <kind>       user: user enrollment (mdm-byod, a personal device, named by EnrollmentID);
+                            device: account-driven device enrollment (mdm-adde, an organisation-owned
+                            device: UDID and serial number, takes EraseDevice, DeviceLock, ...; the
+                            simulator acknowledges those and erases or locks nothing). Default: what
+                            discovery answers (the team's enrollment_type, or ENROLL_DEVICE_TEAMS);
+                            user enrollment with --enroll-url. Asking for the other kind than the
+                            server's is a failure that names the team setting
   --model-family <family>   iPhone (default), iPad, Mac (also opens a user channel), RealityDevice
   --self-signed             sign the enroll request with a stand-in key instead of sending the
                             recorded Apple-signed iPhone body (for ENROLL_DEVICE_SIGNATURE=log)
@@ -63,6 +70,7 @@ function parse(argv: string[]) {
       'sign-in': { type: 'string' },
       token: { type: 'string' },
       'model-family': { type: 'string' },
+      enrollment: { type: 'string' },
       'self-signed': { type: 'boolean' },
       'not-now': { type: 'boolean' },
       idle: { type: 'string' },
@@ -117,11 +125,13 @@ async function main(argv: string[]): Promise<number> {
   if (!user || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(user)) throw new UsageError('--user must be an account name such as alice@example.com')
   const family = (args['model-family'] ?? 'iPhone') as ModelFamily
   if (!(USER_ENROLLMENT_FAMILIES as readonly string[]).includes(family)) throw new UsageError(`--model-family must be one of ${USER_ENROLLMENT_FAMILIES.join(', ')}`)
+  const enrollment = args.enrollment as Enrollment | undefined
+  if (enrollment !== undefined && !Object.hasOwn(ENROLLMENT, enrollment)) throw new UsageError('--enrollment takes "user" (mdm-byod) or "device" (mdm-adde)')
   if (args['sign-in'] !== undefined && args['sign-in'] !== 'dev') throw new UsageError('--sign-in takes "dev" (for a real IdP use --token, or neither to sign in in a browser)')
   if (args['sign-in'] && args.token) throw new UsageError('--sign-in dev and --token exclude each other')
   const transport = httpTransport({ timeoutMs: number(args.timeout, '--timeout', 30) * 1000 })
 
-  if (args.devices !== undefined) return load(args, { server, enrollUrl, user, family, transport })
+  if (args.devices !== undefined) return load(args, { server, enrollUrl, user, family, enrollment, transport })
 
   const signIn: SignInMethod = args.token ? { kind: 'token', token: args.token } : args['sign-in'] === 'dev' ? { kind: 'dev' } : { kind: 'browser', session: pasteSession(Boolean(args.json)) }
   const json = Boolean(args.json)
@@ -129,13 +139,15 @@ async function main(argv: string[]): Promise<number> {
     if (!json) process.stdout.write(`${line}\n`)
   }
   const model = MODELS[family]
-  out(`Simulating ${model.productName} (${model.platform} ${model.osVersion}) enrolling ${user}${server ? ` via ${server}` : ''}${enrollUrl ? ` at ${enrollUrl}` : ''}`)
+  const kind = enrollment ? ` by ${ENROLLMENT[enrollment].name}` : ''
+  out(`Simulating ${model.productName} (${model.platform} ${model.osVersion}) enrolling ${user}${kind}${server ? ` via ${server}` : ''}${enrollUrl ? ` at ${enrollUrl}` : ''}`)
   const report = await simulateEnrollment({
     transport,
     server,
     enrollUrl,
     user,
     modelFamily: family,
+    enrollment,
     signIn,
     selfSigned: args['self-signed'],
     notNow: args['not-now'],
@@ -165,7 +177,9 @@ function formatStep(r: StepResult): string {
 function summaryLine(report: SimulationReport): string {
   const total = report.steps.reduce((a, s) => a + s.ms, 0)
   const checkedOut = report.steps.some((s) => s.step === 'checkout')
-  return `All ${report.steps.length} steps passed in ${total} ms: ${report.user} ${checkedOut ? 'enrolled and checked out' : 'is enrolled'} (EnrollmentID ${report.enrollmentId}).`
+  const id = report.enrollment === 'device' ? `device enrollment, UDID ${report.enrollmentId}, serial number ${report.serialNumber}` : `EnrollmentID ${report.enrollmentId}`
+  const noted = report.noted.length ? ` Acknowledged and not carried out: ${report.noted.join(', ')}.` : ''
+  return `All ${report.steps.length} steps passed in ${total} ms: ${report.user} ${checkedOut ? 'enrolled and checked out' : 'is enrolled'} (${id}).${noted}`
 }
 
 function wrap(text: string, width: number): string {
@@ -205,7 +219,7 @@ function pasteSession(json: boolean): WebAuthenticationSession {
   }
 }
 
-async function load(args: Args, base: { server?: string; enrollUrl?: string; user: string; family: ModelFamily; transport: ReturnType<typeof httpTransport> }): Promise<number> {
+async function load(args: Args, base: { server?: string; enrollUrl?: string; user: string; family: ModelFamily; enrollment?: Enrollment; transport: ReturnType<typeof httpTransport> }): Promise<number> {
   const options = { devices: number(args.devices, '--devices', 1), concurrency: number(args.concurrency, '--concurrency', 4), durationSeconds: number(args.duration, '--duration', 0) }
   const invalid = checkLoadOptions(options)
   if (invalid) throw new UsageError(invalid)
@@ -227,7 +241,7 @@ async function load(args: Args, base: { server?: string; enrollUrl?: string; use
     process.stderr.write(`\r${progressBar(p)}\x1b[K`)
   }
   if (!args.json) process.stdout.write(`Load: ${options.devices} devices (user<i>@${domain}), concurrency ${options.concurrency}, check-ins for ${options.durationSeconds} s, against ${base.server ?? base.enrollUrl}\n`)
-  const result = await runLoad({ transport: base.transport, server: base.server, enrollUrl: base.enrollUrl, domain, modelFamily: base.family, selfSigned: args['self-signed'], signal: controller.signal, onProgress, ...options })
+  const result = await runLoad({ transport: base.transport, server: base.server, enrollUrl: base.enrollUrl, domain, modelFamily: base.family, enrollment: base.enrollment, selfSigned: args['self-signed'], signal: controller.signal, onProgress, ...options })
   process.removeListener('SIGINT', stop)
   if (tty) process.stderr.write('\r\x1b[K')
   if (args.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)

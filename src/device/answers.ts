@@ -1,11 +1,13 @@
 /**
  * What the simulated device answers each command with: plausible results per RequestType, shaped as
- * Apple documents them and limited as user enrollment limits them (no UDID, serial number or
- * unmanaged apps). The device keeps a little state so answers agree with each other: a profile
+ * Apple documents them and limited as its enrollment limits them: user enrollment gives no UDID, serial
+ * number or unmanaged apps; device enrollment gives the UDID and serial number and takes the commands
+ * only it allows (EraseDevice, DeviceLock, ...), which the simulator acknowledges and notes without
+ * doing anything destructive to its state. The device keeps a little state so answers agree with each other: a profile
  * InstallProfile put there shows in ProfileList until RemoveProfile, an app InstallApplication
  * installed shows in InstalledApplicationList.
  *
- * A command Apple's schema does not allow on this platform under user enrollment is answered `Error`
+ * A command Apple's schema does not allow on this platform under the device's enrollment is answered `Error`
  * with an ErrorChain, as a device refuses it; an unknown RequestType `Error` too; a command without the
  * keys it needs `CommandFormatError`. With `notNow` every command is answered `NotNow` (the device is
  * locked, say), and the server must send it again after the next Idle.
@@ -49,12 +51,19 @@ export interface ManagedApp {
 export interface DeviceState {
   model: DeviceModel
   enrollmentId: string
+  /** User enrollment unless said. */
+  enrollment?: 'user' | 'device'
+  /** Device enrollment: what DeviceInformation answers for UDID and SerialNumber. */
+  udid?: string
+  serialNumber?: string
   channel: 'device' | 'user'
   /** By PayloadIdentifier; the enrollment profile included. */
   profiles: Map<string, InstalledProfile>
   /** Managed apps by bundle identifier. */
   apps: Map<string, ManagedApp>
   identity?: X509Certificate
+  /** Destructive commands acknowledged and not carried out (`EraseDevice`, `DeviceLock`), in order. */
+  noted?: string[]
 }
 
 const MDM_ERROR_DOMAIN = 'MCMDMErrorDomain'
@@ -76,7 +85,8 @@ export function answerCommand(command: PlistDict & { RequestType: string }, stat
   if (options.notNow) return { status: 'NotNow', fields: {}, note: `${type}: NotNow (--not-now)` }
   if (!commandRules(type)) return error(12021, MDM_ERROR_DOMAIN, `The MDM command “${type}” is not supported.`, `${type}: Error (unknown RequestType)`)
   // The command itself, not its keys: a device leaves out what user enrollment withholds (UDID in Queries, ...).
-  const allowed = checkCommand({ RequestType: type }, { platform: state.model.platform, osVersion: state.model.osVersion, channel: state.channel, enrollment: 'user' })
+  const enrollment = state.enrollment ?? 'user'
+  const allowed = checkCommand({ RequestType: type }, { platform: state.model.platform, osVersion: state.model.osVersion, channel: state.channel, enrollment })
   if (!allowed.ok) return error(12021, MDM_ERROR_DOMAIN, `The MDM command “${type}” is not supported on this device: ${allowed.rule}.`, `${type}: Error (${allowed.rule})`)
   const answer = ANSWERS[type]
   return answer ? answer(command, state) : { status: 'Acknowledged', fields: {}, note: `${type}: Acknowledged` }
@@ -89,7 +99,7 @@ const ANSWERS: Record<string, Answerer> = {
     const queries = Array.isArray(command.Queries) ? command.Queries.filter((q): q is string => typeof q === 'string') : []
     if (!Array.isArray(command.Queries)) return formatError('DeviceInformation: CommandFormatError (no Queries)')
     const known = deviceInformation(state)
-    // Keys user enrollment withholds (UDID, SerialNumber, IMEI, ...) and unknown ones are left out, as a device does.
+    // Keys the enrollment withholds (user enrollment: UDID, SerialNumber, IMEI, ...) and unknown ones are left out, as a device does.
     const responses = Object.fromEntries(queries.filter((q) => q in known).map((q) => [q, known[q]!]))
     return { status: 'Acknowledged', fields: { QueryResponses: responses }, note: `DeviceInformation: ${Object.keys(responses).length} of ${queries.length} queries answered` }
   },
@@ -160,13 +170,37 @@ const ANSWERS: Record<string, Answerer> = {
     return { status: 'Acknowledged', fields: { Settings: items.map((s) => ({ Item: typeof s.Item === 'string' ? s.Item : 'Unknown', Status: 'Acknowledged' })) }, note: `Settings: ${items.length} item(s) acknowledged` }
   },
 
+  // What the schema's rules above let through (EraseDevice only under device enrollment; DeviceLock also under
+  // user enrollment on iOS and visionOS). A real device would lock or erase itself; the simulator
+  // acknowledges, notes it, and carries on enrolled.
+  DeviceLock(_command, state) {
+    state.noted?.push('DeviceLock')
+    return { status: 'Acknowledged', fields: {}, note: 'DeviceLock: Acknowledged (noted; the simulated device does not lock)' }
+  },
+
+  EraseDevice(_command, state) {
+    state.noted?.push('EraseDevice')
+    return { status: 'Acknowledged', fields: {}, note: 'EraseDevice: Acknowledged (noted; the simulated device erases nothing)' }
+  },
+
   DeclarativeManagement() {
     return { status: 'Acknowledged', fields: {}, note: 'DeclarativeManagement: Acknowledged, syncing', sync: true }
   },
 }
 
-/** Every DeviceInformation query this device answers under user enrollment. */
+/** Every DeviceInformation query this device answers under its enrollment. */
 function deviceInformation(state: DeviceState): Record<string, PlistValue> {
+  const m = state.model
+  if (state.enrollment === 'device') {
+    // Device enrollment: the device names itself by UDID and has no EnrollmentID; an organisation-owned
+    // iPhone, iPad or Vision Pro enrolled this way is not supervised, a Mac is (PROVENANCE.md, ADDE).
+    const { EnrollmentID: _e, DeviceID: _d, ...common } = userEnrollmentInformation(state)
+    return { ...common, UDID: state.udid ?? '', SerialNumber: state.serialNumber ?? '', IsSupervised: m.platform === 'macOS' }
+  }
+  return userEnrollmentInformation(state)
+}
+
+function userEnrollmentInformation(state: DeviceState): Record<string, PlistValue> {
   const m = state.model
   return {
     DeviceName: m.deviceName,

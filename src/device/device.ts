@@ -1,5 +1,8 @@
 /**
- * A simulated Apple device doing account-driven user enrollment through a `Transport`: the device side of
+ * A simulated Apple device doing account-driven enrollment through a `Transport`, user enrollment
+ * (`mdm-byod`, a personal device named by its EnrollmentID) or device enrollment (`mdm-adde`, an
+ * organisation-owned device named by its UDID, which also gives its serial number and takes the commands
+ * only device enrollment allows); the one discovery announces unless the caller insists on one. The device side of
  * every exchange in PROTOCOL.md, built on src/protocol (message builders beside the parsers the server
  * uses) and src/pki (CMS, SCEP requester). It holds what a device holds: the enroll body it signs with,
  * the access token, the profile, its SCEP identity, its push token, the profiles and apps commands gave
@@ -18,8 +21,9 @@ import { parseWwwAuthenticate, type SignInChallenge } from '../protocol/challeng
 import { buildCheckin, buildCommandReport, CHECKIN_CONTENT_TYPE, COMMAND_CONTENT_TYPE } from '../protocol/checkin.js'
 import { readCommand } from '../protocol/commands.js'
 import type { Declaration } from '../protocol/declarations.js'
-import { BYOD_VERSION, type ModelFamily } from '../protocol/discovery.js'
+import type { ModelFamily } from '../protocol/discovery.js'
 import { parsePlistDict, type PlistDict } from '../protocol/plist.js'
+import type { Enrollment } from '../protocol/profile-rules.js'
 import { answerCommand, profileSummary, type CommandAnswer, type DeviceState } from './answers.js'
 import { declarativeSync, type SyncResult } from './ddm.js'
 import { discover, type Discovered } from './discovery.js'
@@ -46,6 +50,15 @@ export interface SimulatedDeviceOptions<R extends TransportResponse> {
   enrollBody?: 'recorded' | 'self-signed'
   /** Mdm-Signature's digest; SHA-1 like real devices. */
   digest?: DigestName
+  /**
+   * `device` enrolls as account-driven device enrollment (mdm-adde), `user` as user enrollment (mdm-byod);
+   * a discovery answer for the other one is a failure naming the team's setting. Unset: what discovery
+   * announces (user enrollment when discovery is skipped).
+   */
+  enrollment?: Enrollment
+  /** Device enrollment: the UDID and serial number it names itself by (random ones by default). */
+  udid?: string
+  serialNumber?: string
 }
 
 export interface SendOptions {
@@ -82,15 +95,21 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
   readonly transport: Transport<R>
   readonly model: DeviceModel
   userIdentifier: string
+  /** User enrollment's name for the device (EnrollmentID). */
   enrollmentId: string
-  /** A Mac's user channel (EnrollmentUserID), once it is opened. */
+  /** Device enrollment's: the UDID and the serial number Authenticate and DeviceInformation give. */
+  readonly udid: string
+  readonly serialNumber: string
+  /** What the caller insisted on; undefined: follow discovery. */
+  readonly requestedEnrollment: Enrollment | undefined
+  enrollment: Enrollment
+  /** A Mac's user channel (EnrollmentUserID, or UserID under device enrollment), once it is opened. */
   enrollmentUserId: string | undefined
   readonly digest: DigestName
   readonly enrollBodyKind: 'recorded' | 'self-signed'
   private enrollBodyBytes: Buffer | undefined
   private preparedKeys: KeyPairLike | undefined
 
-  discoveryVersion = BYOD_VERSION
   enrollUrl: string | undefined
   challenge: SignInChallenge | undefined
   /** X-Apple-MDM-ESSO(-Developer) from the 401. */
@@ -109,6 +128,8 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
   readonly profiles: DeviceState['profiles'] = new Map()
   readonly apps: DeviceState['apps'] = new Map()
   declarations = new Map<string, Declaration>()
+  /** Commands a real device would act on destructively (EraseDevice, DeviceLock): noted, never done. */
+  readonly noted: string[] = []
 
   constructor(options: SimulatedDeviceOptions<R>) {
     this.transport = options.transport
@@ -117,6 +138,15 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
     this.enrollmentId = options.enrollmentId ?? randomUUID().toUpperCase()
     this.digest = options.digest ?? 'sha1'
     this.enrollBodyKind = options.enrollBody ?? 'recorded'
+    this.requestedEnrollment = options.enrollment
+    this.enrollment = options.enrollment ?? 'user'
+    this.udid = options.udid ?? randomUdid()
+    this.serialNumber = options.serialNumber ?? randomSerial()
+  }
+
+  /** What the server knows the device by: the EnrollmentID, or under device enrollment the UDID. */
+  get deviceId(): string {
+    return this.enrollment === 'device' ? this.udid : this.enrollmentId
   }
 
   /** A device that enrolled already (the test suite's emulator builds them from parts). */
@@ -153,8 +183,8 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
 
   /** Service discovery at `base` (`https://<domain>`), following redirects as the device does. */
   async discover(base: string): Promise<Discovered> {
-    const found = await discover(this.transport, base, this.userIdentifier, this.model.family, USER_AGENT)
-    this.discoveryVersion = found.version
+    const found = await discover(this.transport, base, this.userIdentifier, this.model.family, USER_AGENT, this.requestedEnrollment)
+    this.enrollment = found.enrollment
     this.enrollUrl = found.baseUrl
     return found
   }
@@ -222,7 +252,7 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
 
   /** Reads the signed profile; sets the URLs, the topic and the enrollment profile in ProfileList. */
   readProfile(body: Buffer): ReceivedProfile {
-    const profile = readEnrollmentProfile(body, { version: this.discoveryVersion, userIdentifier: this.userIdentifier })
+    const profile = readEnrollmentProfile(body, { platform: this.model.platform, enrollment: this.enrollment, userIdentifier: this.userIdentifier })
     this.profile = profile
     this.serverUrl = profile.serverUrl
     this.checkInUrl = profile.checkInUrl
@@ -278,7 +308,12 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
     return res
   }
 
-  private channelKeys(channel: Channel): { EnrollmentID: string; EnrollmentUserID?: string } {
+  /**
+   * How a message names its channel: EnrollmentID (+ EnrollmentUserID) under user enrollment; UDID
+   * (+ UserID, a Mac's user channel) under device enrollment (PROTOCOL.md section 8, Apple's check-in keys).
+   */
+  private channelKeys(channel: Channel): { EnrollmentID: string; EnrollmentUserID?: string } | { UDID: string; UserID?: string } {
+    if (this.enrollment === 'device') return channel === 'user' ? { UDID: this.udid, UserID: this.userChannelId() } : { UDID: this.udid }
     if (channel === 'user') return { EnrollmentID: this.enrollmentId, EnrollmentUserID: this.userChannelId() }
     return { EnrollmentID: this.enrollmentId }
   }
@@ -289,7 +324,9 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
   }
 
   async authenticate(): Promise<void> {
-    await this.checkin('authenticate', { MessageType: 'Authenticate', Topic: this.topic!, EnrollmentID: this.enrollmentId, ...authenticateFields(this.model) }, 'device')
+    // Device enrollment adds the serial number; user enrollment never sends it (nor the UDID).
+    const serial = this.enrollment === 'device' ? { SerialNumber: this.serialNumber } : {}
+    await this.checkin('authenticate', { MessageType: 'Authenticate', Topic: this.topic!, ...this.channelKeys('device'), ...serial, ...authenticateFields(this.model) }, 'device')
   }
 
   async tokenUpdate(channel: Channel = 'device'): Promise<void> {
@@ -298,7 +335,7 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
   }
 
   async checkOut(): Promise<void> {
-    await this.checkin('checkout', { MessageType: 'CheckOut', Topic: this.topic!, EnrollmentID: this.enrollmentId }, 'device')
+    await this.checkin('checkout', { MessageType: 'CheckOut', Topic: this.topic!, ...this.channelKeys('device') }, 'device')
   }
 
   /**
@@ -310,7 +347,18 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
     const seen = new Set<string>()
     let syncRequested = false
     let report: Record<string, unknown> = { ...this.channelKeys(channel), Status: 'Idle' }
-    const state: DeviceState = { model: this.model, enrollmentId: this.enrollmentId, channel, profiles: this.profiles, apps: this.apps, identity: this.certificate }
+    const state: DeviceState = {
+      model: this.model,
+      enrollmentId: this.enrollmentId,
+      enrollment: this.enrollment,
+      udid: this.udid,
+      serialNumber: this.serialNumber,
+      channel,
+      profiles: this.profiles,
+      apps: this.apps,
+      identity: this.certificate,
+      noted: this.noted,
+    }
     for (;;) {
       const url = this.serverUrl!
       const body = buildCommandReport(report as Parameters<typeof buildCommandReport>[0])
@@ -381,6 +429,17 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
       throw err
     }
   }
+}
+
+/** A UDID shaped as recent devices give it: `00008110-` and 16 hex digits. */
+function randomUdid(): string {
+  return `00008110-${randomBytes(8).toString('hex').toUpperCase()}`
+}
+
+/** A 12-character serial number (letters and digits, no I or O, as Apple's). */
+function randomSerial(): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789'
+  return [...randomBytes(12)].map((b) => alphabet[b % alphabet.length]).join('')
 }
 
 function checkinFix(res: TransportResponse): string | undefined {

@@ -1,20 +1,25 @@
 /**
  * Service discovery as the device runs it (PROTOCOL.md section 1): GET the well-known URL with
  * `user-identifier` and `model-family`, follow redirects without adding the query again (a redirect that
- * drops it shows here as the server's refusal), and read one mdm-byod server.
+ * drops it shows here as the server's refusal), and read one server: `mdm-byod` (user enrollment) or
+ * `mdm-adde` (account-driven device enrollment). A device enrolls the way discovery says; the simulator
+ * does too unless told to expect one, and then names the team setting that decides it.
  */
-import { BYOD_VERSION, discoveryRequestUrl, readWellKnownResponse, type ModelFamily } from '../protocol/discovery.js'
+import { discoveryRequestUrl, readWellKnownResponse, type ModelFamily } from '../protocol/discovery.js'
+import { ENROLLMENT, enrollmentOfVersion, type Enrollment } from '../protocol/profile-rules.js'
 import { networkFacts, responseFacts, StepFailure } from './steps.js'
 import { TransportError, type Transport, type TransportResponse } from './transport.js'
 
 export interface Discovered {
   version: string
+  /** The enrollment `version` announces. */
+  enrollment: Enrollment
   baseUrl: string
   /** Each redirect followed, in order. */
   redirects: string[]
 }
 
-export async function discover(transport: Transport, base: string, userIdentifier: string, family: ModelFamily, userAgent: string): Promise<Discovered> {
+export async function discover(transport: Transport, base: string, userIdentifier: string, family: ModelFamily, userAgent: string, expected?: Enrollment): Promise<Discovered> {
   let url = discoveryRequestUrl(base, userIdentifier, family)
   const redirects: string[] = []
   let res: TransportResponse
@@ -53,8 +58,28 @@ export async function discover(transport: Transport, base: string, userIdentifie
   }
   const read = readWellKnownResponse(json)
   if ('problem' in read) throw new StepFailure('discovery', { expected: '{"Servers":[{"Version":"mdm-byod","BaseURL":...}]}', got: read.problem, status: 200, url })
-  if (read.version !== BYOD_VERSION) {
-    throw new StepFailure('discovery', { expected: `Version ${BYOD_VERSION} (user enrollment)`, got: `Version ${read.version}`, status: 200, url, fix: 'this simulator enrolls as a user enrollment (mdm-byod); the server offers another kind to this user' })
+  const enrollment = enrollmentOfVersion(read.version)
+  if (!enrollment) {
+    throw new StepFailure('discovery', { expected: `Version ${ENROLLMENT.user.version} or ${ENROLLMENT.device.version}`, got: `Version ${read.version}`, status: 200, url, fix: 'a device knows only these two Versions and cancels on any other' })
   }
-  return { ...read, redirects }
+  if (expected && enrollment !== expected) {
+    throw new StepFailure('discovery', {
+      expected: `Version ${ENROLLMENT[expected].version} (${ENROLLMENT[expected].name}, --enrollment ${expected})`,
+      got: `Version ${read.version} (${ENROLLMENT[enrollment].name})`,
+      status: 200,
+      url,
+      fix: mismatchFix(userIdentifier, expected, enrollment),
+    })
+  }
+  return { ...read, enrollment, redirects }
+}
+
+/** The team setting that decides the enrollment, and how to change it (or what to ask for instead). */
+export function mismatchFix(userIdentifier: string, expected: Enrollment, got: Enrollment): string {
+  const domain = userIdentifier.slice(userIdentifier.lastIndexOf('@') + 1)
+  const setting =
+    expected === 'device'
+      ? 'set its enrollment_type to device (PATCH /api/v1/admin/teams/<id> {"enrollment_type":"device"}) or add its name to ENROLL_DEVICE_TEAMS and restart'
+      : 'set its enrollment_type to user (PATCH /api/v1/admin/teams/<id> {"enrollment_type":"user"}), and remove its name from ENROLL_DEVICE_TEAMS if it is listed there'
+  return `the team that enrolls ${domain} accounts (ENROLL_DOMAINS) has enrollment_type ${got}: ${setting}; or enroll with --enrollment ${got}.`
 }

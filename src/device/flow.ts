@@ -6,6 +6,7 @@
  * report (the `simulate` command prints it); `enrollmentSteps` is the same sequence for load mode.
  */
 import type { ModelFamily } from '../protocol/discovery.js'
+import type { Enrollment } from '../protocol/profile-rules.js'
 import { SimulatedDevice, type AnsweredCommand } from './device.js'
 import { diagnose, type Diagnosis } from './diagnose.js'
 import type { SignInMethod } from './sign-in.js'
@@ -34,7 +35,11 @@ export async function enrollmentSteps(device: SimulatedDevice, options: Enrollme
     if (!options.server) throw new Error('either server or enrollUrl')
     await run('discovery', async () => {
       const found = await device.discover(options.server!)
-      return { summary: `${found.version} at ${found.baseUrl}`, notes: found.redirects.map((r) => `redirected to ${r}`) }
+      const notes = found.redirects.map((r) => `redirected to ${r}`)
+      if (found.enrollment === 'device' && !device.requestedEnrollment) {
+        notes.push(`discovery answered ${found.version}: enrolling as account-driven device enrollment (an organisation-owned device, named by its UDID), as a device would; --enrollment device says so up front`)
+      }
+      return { summary: `${found.version} at ${found.baseUrl}`, notes }
     })
   }
   await run('enroll-challenge', async () => {
@@ -64,7 +69,8 @@ export async function enrollmentSteps(device: SimulatedDevice, options: Enrollme
   })
   await run('authenticate', async () => {
     await device.authenticate()
-    return { summary: `EnrollmentID ${device.enrollmentId} (${device.model.productName}, ${device.model.platform} ${device.model.osVersion})` }
+    const who = device.enrollment === 'device' ? `UDID ${device.udid}, serial number ${device.serialNumber}` : `EnrollmentID ${device.enrollmentId}`
+    return { summary: `${who} (${device.model.productName}, ${device.model.platform} ${device.model.osVersion})` }
   })
   await run('token-update', async () => {
     await device.tokenUpdate('device')
@@ -73,7 +79,7 @@ export async function enrollmentSteps(device: SimulatedDevice, options: Enrollme
   if (device.model.userChannel) {
     await run('user-channel', async () => {
       await device.tokenUpdate('user')
-      return { summary: `EnrollmentUserID ${device.enrollmentUserId}` }
+      return { summary: `${device.enrollment === 'device' ? 'UserID' : 'EnrollmentUserID'} ${device.enrollmentUserId}` }
     })
   }
 }
@@ -83,6 +89,8 @@ export interface SimulationOptions<R extends TransportResponse = TransportRespon
   /** What the user types in Settings. */
   user: string
   modelFamily?: ModelFamily
+  /** `user` or `device` (account-driven device enrollment); unset: what discovery announces. */
+  enrollment?: Enrollment
   selfSigned?: boolean
   notNow?: boolean
   checkout?: boolean
@@ -101,7 +109,14 @@ export interface SimulationReport {
   enrollUrl?: string
   user: string
   modelFamily: ModelFamily
+  /** The enrollment the device went through (discovery's, or the one asked for). */
+  enrollment: Enrollment
+  /** What the server knows the device by: its EnrollmentID, or under device enrollment its UDID. */
   enrollmentId: string
+  /** Device enrollment: the serial number it gave. */
+  serialNumber?: string
+  /** Destructive commands acknowledged and noted, not carried out (EraseDevice, DeviceLock). */
+  noted: string[]
   steps: StepResult[]
   commands: AnsweredCommand[]
   declarations: string[]
@@ -111,7 +126,7 @@ export interface SimulationReport {
 }
 
 export async function simulateEnrollment<R extends TransportResponse>(options: SimulationOptions<R>): Promise<SimulationReport> {
-  const device = new SimulatedDevice<R>({ transport: options.transport, model: options.modelFamily, userIdentifier: options.user, enrollBody: options.selfSigned ? 'self-signed' : 'recorded' })
+  const device = new SimulatedDevice<R>({ transport: options.transport, model: options.modelFamily, userIdentifier: options.user, enrollBody: options.selfSigned ? 'self-signed' : 'recorded', enrollment: options.enrollment })
   const steps: StepResult[] = []
   const commands: AnsweredCommand[] = []
   const run: StepRunner = async (step, body) => {
@@ -170,7 +185,10 @@ export async function simulateEnrollment<R extends TransportResponse>(options: S
     enrollUrl: device.enrollUrl,
     user: options.user,
     modelFamily: device.model.family,
-    enrollmentId: device.enrollmentId,
+    enrollment: device.enrollment,
+    enrollmentId: device.deviceId,
+    ...(device.enrollment === 'device' ? { serialNumber: device.serialNumber } : {}),
+    noted: [...device.noted],
     steps,
     commands,
     declarations: [...device.declarations.keys()],

@@ -11,5 +11,6 @@ export { checkLoadOptions, formatLoadTable, LOAD_LIMITS, runLoad, type LoadOptio
 export { MODELS, type DeviceModel } from './models.js'
 export { recordedEnrollBody, RECORDED_ENROLL_BODY_BASE64 } from './recorded-enroll-body.js'
 export { devSignInSession, type SignInMethod, type WebAuthenticationRequest, type WebAuthenticationSession } from './sign-in.js'
+export type { Enrollment } from '../protocol/profile-rules.js'
 export { StepFailure, STEPS, type FailureFacts, type StepName, type StepResult } from './steps.js'
 export { httpTransport, TransportError, type Transport, type TransportRequest, type TransportResponse } from './transport.js'

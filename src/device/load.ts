@@ -5,6 +5,7 @@
  * throughput. Bounded in count and time, and stoppable (`signal`). The benchmark drives it as a library.
  */
 import type { ModelFamily } from '../protocol/discovery.js'
+import type { Enrollment } from '../protocol/profile-rules.js'
 import { SimulatedDevice } from './device.js'
 import { enrollmentSteps, type StepRunner } from './flow.js'
 import { StepFailure, type StepName } from './steps.js'
@@ -24,6 +25,8 @@ export interface LoadOptions {
   /** How long the check-in phase lasts; 0: one Idle session per device. */
   durationSeconds?: number
   modelFamily?: ModelFamily
+  /** `device`: account-driven device enrollment (each device its own UDID); unset: what discovery announces. */
+  enrollment?: Enrollment
   selfSigned?: boolean
   signal?: AbortSignal
   onProgress?: (progress: LoadProgress) => void
@@ -62,6 +65,8 @@ export interface LoadResult {
   steps: StepStats[]
   /** The first failure's text, for a hint. */
   firstError?: string
+  /** How many enrolled devices went through device enrollment (mdm-adde, named by UDID). */
+  deviceEnrollments: number
 }
 
 interface Samples {
@@ -129,7 +134,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const enrollWorker = async () => {
     while (next < options.devices && !options.signal?.aborted) {
       const i = next++
-      const device = new SimulatedDevice({ transport: options.transport, model: options.modelFamily, userIdentifier: `user${i}@${options.domain}`, enrollBody: options.selfSigned ? 'self-signed' : 'recorded' })
+      const device = new SimulatedDevice({ transport: options.transport, model: options.modelFamily, userIdentifier: `user${i}@${options.domain}`, enrollBody: options.selfSigned ? 'self-signed' : 'recorded', enrollment: options.enrollment })
       await device.prepare()
       const t = performance.now()
       try {
@@ -180,7 +185,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   progress()
 
   const steps = ORDER.filter((s) => samples.has(s)).map((step) => stats(step, samples.get(step)!, step === 'commands' ? checkinPhaseMs : enrollPhaseMs))
-  return { devices: options.devices, enrolled: enrolled.length, checkins, enrollPhaseMs, checkinPhaseMs, steps, firstError }
+  const deviceEnrollments = enrolled.filter((d) => d.enrollment === 'device').length
+  return { devices: options.devices, enrolled: enrolled.length, checkins, enrollPhaseMs, checkinPhaseMs, steps, firstError, deviceEnrollments }
 }
 
 function stats(step: StepName | 'enrollment', s: Samples, phaseMs: number): StepStats {
@@ -218,6 +224,7 @@ export function formatLoadTable(result: LoadResult): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`
   const rule = `|${widths.map((w, i) => (i === 0 || i === 2 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`
-  const summary = `${result.enrolled}/${result.devices} devices enrolled in ${(result.enrollPhaseMs / 1000).toFixed(1)} s; ${result.checkins} check-in sessions in ${(result.checkinPhaseMs / 1000).toFixed(1)} s (device RSA keys are made before the clock starts)`
+  const kind = result.deviceEnrollments === 0 ? '' : result.deviceEnrollments === result.enrolled ? ' (account-driven device enrollment)' : ` (${result.deviceEnrollments} by device enrollment)`
+  const summary = `${result.enrolled}/${result.devices} devices enrolled${kind} in ${(result.enrollPhaseMs / 1000).toFixed(1)} s; ${result.checkins} check-in sessions in ${(result.checkinPhaseMs / 1000).toFixed(1)} s (device RSA keys are made before the clock starts)`
   return [line(header), rule, ...rows.map(line), '', summary].join('\n')
 }

@@ -1,12 +1,15 @@
 /**
  * The enrollment profile as the device reads it: the CMS signature over it (src/pki/cms.ts, the same
- * code the server reads device signatures with), then the rules of PROTOCOL.md section 6
- * (src/protocol/profile-rules.ts). A broken rule fails the step with the rule's own sentence.
+ * code the server reads device signatures with), then the one profile checker (src/protocol/profile-rules.ts:
+ * Apple's schema and PROTOCOL.md section 6) for this device's platform and the enrollment discovery
+ * announced. A broken rule fails the step with the rule's own sentence; a warning becomes a note.
  */
 import type { X509Certificate } from 'node:crypto'
 import { CmsError, parseSignedData, verifySingleSigner } from '../pki/cms.js'
 import { isDict, parsePlistDict, type PlistDict } from '../protocol/plist.js'
-import { checkEnrollmentProfile } from '../protocol/profile-rules.js'
+import type { Platform } from '../protocol/platform.js'
+import { checkProfile, ENROLLMENT, type Enrollment } from '../protocol/profile-rules.js'
+import { mismatchFix } from './discovery.js'
 import { StepFailure } from './steps.js'
 
 export interface ReceivedProfile {
@@ -22,7 +25,14 @@ export interface ReceivedProfile {
   notes: string[]
 }
 
-export function readEnrollmentProfile(body: Buffer, options: { version?: string; userIdentifier?: string } = {}): ReceivedProfile {
+export interface ProfileReadOptions {
+  platform: Platform
+  /** What discovery announced (or what was asked for without discovery). */
+  enrollment: Enrollment
+  userIdentifier?: string
+}
+
+export function readEnrollmentProfile(body: Buffer, options: ProfileReadOptions): ReceivedProfile {
   const notes: string[] = []
   let content: Buffer = body
   let signer: X509Certificate | undefined
@@ -51,13 +61,13 @@ export function readEnrollmentProfile(body: Buffer, options: { version?: string;
   } catch (err) {
     throw new StepFailure('profile', { expected: 'an XML property list inside the signature', got: `unreadable: ${(err as Error).message}` })
   }
-  const findings = checkEnrollmentProfile(dict, { version: options.version })
+  const findings = checkProfile(dict, { platform: options.platform, enrollment: options.enrollment })
   const errors = findings.filter((f) => f.severity === 'error')
   if (errors.length) {
     throw new StepFailure('profile', {
-      expected: 'a profile a device installs (PROTOCOL.md section 6)',
+      expected: `a profile a ${options.platform} device installs for ${ENROLLMENT[options.enrollment].name} (Apple's schema, PROTOCOL.md section 6)`,
       got: errors.map((e) => e.rule).join('; '),
-      fix: 'fix the profile the server builds: the rule above is what a device checks',
+      fix: modeFix(dict, options.enrollment, options.userIdentifier ?? 'the user') ?? 'fix the profile the server builds: the rule above is what a device checks',
     })
   }
   for (const w of findings) notes.push(`warning: ${w.rule}`)
@@ -82,6 +92,15 @@ export function readEnrollmentProfile(body: Buffer, options: { version?: string;
     signer,
     notes,
   }
+}
+
+/** The profile is for the other kind of enrollment: the team's setting, not the profile builder, is the cause. */
+function modeFix(dict: PlistDict, enrollment: Enrollment, userIdentifier: string): string | undefined {
+  const payloads = Array.isArray(dict.PayloadContent) ? dict.PayloadContent.filter(isDict) : []
+  const mode = payloads.find((p) => p.PayloadType === 'com.apple.mdm')?.EnrollmentMode
+  const other = enrollment === 'device' ? 'user' : 'device'
+  if (mode !== ENROLLMENT[other].mode) return undefined
+  return `the server built the profile for ${ENROLLMENT[other].name} (EnrollmentMode ${ENROLLMENT[other].mode}): ${mismatchFix(userIdentifier, enrollment, other)}`
 }
 
 function isSelfSigned(cert: X509Certificate): boolean {

@@ -190,18 +190,24 @@ function definedKeys(fields: Record<string, unknown>): PlistDict {
   return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as PlistDict
 }
 
-/** A check-in message body as a device PUTs it (`application/x-apple-aspen-mdm-checkin`). */
-export function buildCheckin(message: z.input<typeof CheckinMessage>): Buffer {
+/**
+ * A device-enrolled device's message as it sends it: `UDID` (and a Mac's `UserID`) where a user-enrolled
+ * one has `EnrollmentID` (`EnrollmentUserID`). Checked as parsed: under the name the server reads it by.
+ */
+export type DeviceEnrolledInput<T> = T extends unknown ? Omit<T, 'EnrollmentID' | 'EnrollmentUserID'> & { UDID: string; UserID?: string } : never
+
+/** A check-in message body as a device PUTs it (`application/x-apple-aspen-mdm-checkin`), either enrollment's. */
+export function buildCheckin(message: z.input<typeof CheckinMessage> | DeviceEnrolledInput<z.input<typeof CheckinMessage>>): Buffer {
   const dict = definedKeys(message)
-  const parsed = CheckinMessage.safeParse(dict)
+  const parsed = CheckinMessage.safeParse(identify(dict).dict)
   if (!parsed.success) throw new CheckinFormatError(`${String(dict.MessageType)}: ${describe(parsed.error)}`)
   return Buffer.from(buildPlist(dict), 'utf8')
 }
 
 /** A command-channel report (`application/x-apple-aspen-mdm`): Idle, or the result of a command with its own keys. */
-export function buildCommandReport(report: z.input<typeof CommandReport> & Record<string, unknown>): Buffer {
+export function buildCommandReport(report: (z.input<typeof CommandReport> | DeviceEnrolledInput<z.input<typeof CommandReport>>) & Record<string, unknown>): Buffer {
   const dict = definedKeys(report)
-  const parsed = CommandReport.safeParse(dict)
+  const parsed = CommandReport.safeParse(identify(dict).dict)
   if (!parsed.success) throw new CheckinFormatError(`command report: ${describe(parsed.error)}`)
   return Buffer.from(buildPlist(dict), 'utf8')
 }

@@ -1,141 +1,153 @@
 /**
- * The rules an enrollment profile must obey for a device to install it (PROTOCOL.md section 6), checked
- * on the profile as a device receives it: the reading side of profile.ts. Pure, so that the device
- * simulator (src/device) and a configuration doctor share it.
+ * The one way to check a configuration profile: `checkProfile`, for one platform and one kind of
+ * account-driven enrollment, used by the device simulator (src/device/profile.ts: what a device would do
+ * with the profile it was served) and by the tests. It is Apple's schema (profile-schema.ts, derived from
+ * github.com/apple/device-management) plus the rules the schema cannot state, from Apple's documentation
+ * and PROTOCOL.md section 6; each rule is checked in one of the two places only.
  *
  * A device that meets a broken rule cancels enrollment, usually with a generic message; each finding
  * says which rule and what the device would do. `warning`s do not stop a device but are worth knowing
- * (a placeholder push topic, plain http on a loopback address, no CheckOut on removal).
+ * (a placeholder push topic, plain http on a loopback address, no CheckOut on removal, a key a platform
+ * ignores: profile-schema.ts says which schema findings are warnings and why).
  * https://developer.apple.com/documentation/devicemanagement/mdm
  * https://developer.apple.com/documentation/devicemanagement/scep
  */
-import { BYOD_VERSION } from './discovery.js'
+import { ADDE_VERSION, BYOD_VERSION } from './discovery.js'
 import { isDict, type PlistDict, type PlistValue } from './plist.js'
+import { schemaFindings, type ProfileFinding, type ProfileTarget } from './profile-schema.js'
 
-export interface ProfileFinding {
-  severity: 'error' | 'warning'
-  /** One sentence: the rule, and what a device does about it. */
-  rule: string
+export { isLoopback, type ProfileFinding, type ProfileTarget } from './profile-schema.js'
+
+export type Enrollment = ProfileTarget['enrollment']
+
+export interface CheckTarget extends ProfileTarget {
+  /**
+   * `enrollment` (default): the profile the enroll endpoint serves, which must be an enrollment profile
+   * (its com.apple.mdm payload, identity, mode). `other`: any other profile a device installs (Enrollment
+   * SSO, InstallProfile): the schema and the rules every profile obeys.
+   */
+  purpose?: 'enrollment' | 'other'
 }
 
-export interface ProfileRuleContext {
-  /** Discovery's `Version` (`mdm-byod`, `mdm-adde`): EnrollmentMode must match it. Default mdm-byod. */
-  version?: string
+/**
+ * The discovery `Version` of each enrollment, and the `EnrollmentMode` it needs: not in the schema (its
+ * rangelist has both values) but Apple's account-driven enrollment documentation (PROTOCOL.md sections 1
+ * and 6): the mode must match discovery's Version or the device cancels.
+ */
+export const ENROLLMENT = {
+  user: { version: BYOD_VERSION, mode: 'BYOD', name: 'user enrollment' },
+  device: { version: ADDE_VERSION, mode: 'ADDE', name: 'account-driven device enrollment' },
+} as const
+
+/** The enrollment a discovery `Version` asks for; undefined for a Version this server does not know. */
+export function enrollmentOfVersion(version: string): Enrollment | undefined {
+  return version === ADDE_VERSION ? 'device' : version === BYOD_VERSION ? 'user' : undefined
 }
 
-/** EnrollmentMode for each discovery Version. */
-const ENROLLMENT_MODE: Record<string, string> = { [BYOD_VERSION]: 'BYOD', 'mdm-adde': 'ADDE' }
+/**
+ * AccessRights bits (com.apple.mdm.yaml AccessRights, 1 to 4096). Its description also says "Don't set to
+ * '0'. Specify '1' if you specify '2'. Specify '64' if you specify '128'", prose the derivation does not read.
+ */
+const ACCESS_RIGHTS_MAX = 8191
+const ACCESS_RIGHTS_NEEDS = [
+  [2, 1, 'installing profiles (2) needs inspecting them (1)'],
+  [128, 64, 'installing provisioning profiles (128) needs inspecting them (64)'],
+] as const
 
 const IDENTITY_PAYLOADS = ['com.apple.security.scep', 'com.apple.security.acme']
 
 /** A topic whose UUID is all zeros: a server's stand-in while no push certificate is configured. */
 const PLACEHOLDER_TOPIC = /0{8}-0{4}-0{4}-0{4}-0{12}$/
 
-/** Every rule the profile breaks, errors first; an empty list means a device would install it. */
-export function checkEnrollmentProfile(profile: PlistDict, context: ProfileRuleContext = {}): ProfileFinding[] {
+/**
+ * Every rule `profile` breaks for `target` (a device of that platform, enrolling that way), errors first;
+ * no error means a device would install it. The profile is the plist inside the CMS signature.
+ */
+export function checkProfile(profile: PlistDict, target: CheckTarget): ProfileFinding[] {
+  return sorted([...schemaFindings(profile, target), ...enrollmentFindings(profile, target)])
+}
+
+/** `checkProfile`'s errors only, as sentences. */
+export function profileErrors(profile: PlistDict, target: CheckTarget): string[] {
+  return checkProfile(profile, target)
+    .filter((f) => f.severity === 'error')
+    .map((f) => f.rule)
+}
+
+/**
+ * What a device checks beyond the schema: the profile as an enrollment profile (one MDM payload, its
+ * identity, its mode, its topic, AccessRights for its kind of enrollment) and the SCEP keys a device
+ * generates from. Types, required keys, rangelists and formats are the schema's, not repeated here.
+ */
+function enrollmentFindings(profile: PlistDict, target: CheckTarget): ProfileFinding[] {
   const findings: ProfileFinding[] = []
   const error = (rule: string) => findings.push({ severity: 'error', rule })
   const warning = (rule: string) => findings.push({ severity: 'warning', rule })
+  const payloads = Array.isArray(profile.PayloadContent) ? profile.PayloadContent.filter(isDict) : []
 
-  if (profile.PayloadType !== 'Configuration') error(`the profile's PayloadType is ${describe(profile.PayloadType)}, not Configuration: a device would not install it`)
-  for (const key of ['PayloadUUID', 'PayloadIdentifier']) {
-    if (!nonEmptyString(profile[key])) error(`the profile has no ${key}: a device would not install it`)
+  const uuids = new Set<PlistValue | undefined>([profile.PayloadUUID])
+  for (const p of payloads) {
+    if (typeof p.PayloadUUID !== 'string') continue
+    if (uuids.has(p.PayloadUUID)) error(`the PayloadUUID ${p.PayloadUUID} is used twice: a device would not install the profile`)
+    uuids.add(p.PayloadUUID)
   }
-  if (profile.PayloadRemovalDisallowed !== undefined) error('the profile has PayloadRemovalDisallowed, which user enrollment forbids: a device would cancel enrollment')
-  const payloads = Array.isArray(profile.PayloadContent) ? profile.PayloadContent : undefined
-  if (!payloads) {
-    error('the profile has no PayloadContent array: a device would not install it')
-    return sorted(findings)
+  if (target.purpose === 'other') return findings
+
+  // Two or more are the schema's ("allows one"); none is a profile that is no enrollment profile.
+  const mdm = payloads.find((p) => p.PayloadType === 'com.apple.mdm')
+  if (!mdm) {
+    error('the profile has no com.apple.mdm payload: a device would cancel enrollment')
+    return findings
   }
-  const dicts = payloads.filter(isDict)
-  if (dicts.length !== payloads.length) error('an item of PayloadContent is not a dictionary: a device would not install the profile')
-  const uuids = new Set<string>()
-  for (const p of dicts) {
-    if (!nonEmptyString(p.PayloadType) || !nonEmptyString(p.PayloadUUID) || !nonEmptyString(p.PayloadIdentifier)) {
-      error(`a payload (${describe(p.PayloadType)}) lacks PayloadType, PayloadUUID or PayloadIdentifier: a device would not install the profile`)
-      continue
+  const wanted = ENROLLMENT[target.enrollment]
+  if (mdm.EnrollmentMode !== undefined && mdm.EnrollmentMode !== wanted.mode) {
+    error(`EnrollmentMode is ${describe(mdm.EnrollmentMode)} but discovery said ${wanted.version} (which needs ${wanted.mode}): a device would cancel enrollment`)
+  }
+  if (!nonEmptyString(mdm.AssignedManagedAppleID)) {
+    error(`the com.apple.mdm payload has no AssignedManagedAppleID, which ${wanted.name} requires (the account the user signs in to next): a device would cancel enrollment`)
+  }
+  if (target.enrollment === 'device') checkAccessRights(mdm.AccessRights, error)
+
+  if (nonEmptyString(mdm.IdentityCertificateUUID)) {
+    const identity = payloads.find((p) => p.PayloadUUID === mdm.IdentityCertificateUUID)
+    if (!identity || !IDENTITY_PAYLOADS.includes(identity.PayloadType as string)) {
+      error('IdentityCertificateUUID does not name a SCEP or ACME payload of the profile: a device would cancel enrollment')
+    } else if (identity.PayloadType === 'com.apple.security.scep' && isDict(identity.PayloadContent)) {
+      checkScep(identity.PayloadContent, error, warning)
     }
-    if (uuids.has(p.PayloadUUID as string) || p.PayloadUUID === profile.PayloadUUID) error(`the PayloadUUID ${p.PayloadUUID as string} is used twice: a device would not install the profile`)
-    uuids.add(p.PayloadUUID as string)
   }
 
-  const mdms = dicts.filter((p) => p.PayloadType === 'com.apple.mdm')
-  if (mdms.length !== 1) {
-    error(`the profile has ${mdms.length} com.apple.mdm payloads instead of one: a device would cancel enrollment`)
-    return sorted(findings)
+  if (nonEmptyString(mdm.Topic)) {
+    const topic = mdm.Topic as string
+    if (!topic.startsWith('com.apple.mgmt.')) error(`the Topic ${topic} does not start with com.apple.mgmt.: it is not an MDM push certificate's topic, and a device would cancel enrollment`)
+    else if (PLACEHOLDER_TOPIC.test(topic)) warning(`the Topic ${topic} is a placeholder (no push certificate configured): a real device would enroll but never receive a push, and must enroll again once the topic is set`)
   }
-  const mdm = mdms[0]!
-  const version = context.version ?? BYOD_VERSION
-  const mode = ENROLLMENT_MODE[version]
-  if (mdm.EnrollmentMode !== mode) {
-    error(`EnrollmentMode is ${describe(mdm.EnrollmentMode)} but discovery said ${version} (which needs ${mode ?? 'a known mode'}): a device would cancel enrollment`)
-  }
-  if (version === BYOD_VERSION && !nonEmptyString(mdm.AssignedManagedAppleID)) {
-    error('the com.apple.mdm payload has no AssignedManagedAppleID, which user enrollment requires: a device would cancel enrollment')
-  }
-  if (mdm.AccessRights !== undefined && version === BYOD_VERSION) error('the profile has AccessRights: a device would cancel enrollment (user enrollment forbids them)')
-
-  const identity = dicts.find((p) => p.PayloadUUID === mdm.IdentityCertificateUUID)
-  if (!nonEmptyString(mdm.IdentityCertificateUUID)) {
-    error('the com.apple.mdm payload has no IdentityCertificateUUID: a device would have no identity to check in with')
-  } else if (!identity || !IDENTITY_PAYLOADS.includes(identity.PayloadType as string)) {
-    error('IdentityCertificateUUID does not name a SCEP or ACME payload of the profile: a device would cancel enrollment')
-  }
-
-  if (!nonEmptyString(mdm.Topic)) error('the com.apple.mdm payload has no Topic: a device would cancel enrollment')
-  else if (!(mdm.Topic as string).startsWith('com.apple.mgmt.')) error(`the Topic ${mdm.Topic as string} does not start with com.apple.mgmt.: it is not an MDM push certificate's topic, and a device would cancel enrollment`)
-  else if (PLACEHOLDER_TOPIC.test(mdm.Topic as string)) warning(`the Topic ${mdm.Topic as string} is a placeholder (no push certificate configured): a real device would enroll but never receive a push, and must enroll again once the topic is set`)
-
-  checkUrl('ServerURL', mdm.ServerURL, true, error, warning)
-  if (mdm.CheckInURL !== undefined) checkUrl('CheckInURL', mdm.CheckInURL, false, error, warning)
   if (mdm.SignMessage !== true) warning('SignMessage is not true: the device will not sign its check-ins (Mdm-Signature), and a server that identifies devices by it refuses them')
   if (mdm.CheckOutWhenRemoved !== true) warning('CheckOutWhenRemoved is not true: the server will not hear when the user removes the enrollment')
-  if (mdm.ServerCapabilities !== undefined && !(Array.isArray(mdm.ServerCapabilities) && mdm.ServerCapabilities.every((c) => typeof c === 'string'))) {
-    error('ServerCapabilities is not an array of strings: a device would not install the profile')
-  }
-
-  if (identity?.PayloadType === 'com.apple.security.scep') checkScep(identity, error, warning)
-  return sorted(findings)
+  return findings
 }
 
-function checkScep(payload: PlistDict, error: (r: string) => void, warning: (r: string) => void): void {
-  const c = payload.PayloadContent
-  if (!isDict(c)) {
-    error('the SCEP payload has no PayloadContent dictionary: a device would cancel enrollment')
-    return
+/**
+ * Device enrollment: the rights the server gets. Apple's MDM payload reference has AccessRights required
+ * outside user enrollment (the schema's `presence: optional` covers user enrollment, which ignores it),
+ * never 0, only the documented bits, and the pairs its description names.
+ */
+function checkAccessRights(value: PlistValue | undefined, error: (r: string) => void): void {
+  if (value === undefined) return error('the profile has no AccessRights, which device enrollment requires (the rights the server is granted): a device would cancel enrollment')
+  if (typeof value !== 'number' || !Number.isInteger(value)) return // the schema's: "must be an integer"
+  if (value <= 0 || value > ACCESS_RIGHTS_MAX) return error(`AccessRights is ${value}, not 1 to ${ACCESS_RIGHTS_MAX} (Apple: "Don't set to '0'"): a device would cancel enrollment`)
+  for (const [bit, needs, why] of ACCESS_RIGHTS_NEEDS) {
+    if ((value & bit) !== 0 && (value & needs) === 0) error(`AccessRights ${value} has ${bit} without ${needs}: ${why}, and a device would cancel enrollment`)
   }
-  if (!nonEmptyString(c.URL) || !isAbsoluteUrl(c.URL as string)) error('the SCEP payload has no absolute URL: a device could not get its identity')
+}
+
+/** What the device generates its key from; URL, Keysize, Subject and CAFingerprint shapes are the schema's. */
+function checkScep(c: PlistDict, error: (r: string) => void, warning: (r: string) => void): void {
+  if (nonEmptyString(c.URL) && !isAbsoluteUrl(c.URL as string)) error(`the SCEP URL ${c.URL as string} is not an absolute URL: a device could not get its identity`)
   if (!nonEmptyString(c.Challenge)) warning('the SCEP payload has no Challenge: a CA that requires one refuses the device')
   if (c['Key Type'] !== undefined && c['Key Type'] !== 'RSA') error(`the SCEP Key Type is ${describe(c['Key Type'])}: devices generate RSA keys only (the key is "Key Type", with the space)`)
-  if (c.Keysize !== undefined && !(Number.isInteger(c.Keysize) && (c.Keysize as number) >= 1024 && (c.Keysize as number) <= 4096)) error(`the SCEP Keysize ${describe(c.Keysize)} is not one a device generates (1024 to 4096; 2048 is usual)`)
-  if (c['Key Usage'] !== undefined && ![1, 4, 5].includes(c['Key Usage'] as number)) warning(`the SCEP Key Usage ${describe(c['Key Usage'])} is not 1, 4 or 5: the identity must sign (Mdm-Signature)`)
+  if (typeof c['Key Usage'] === 'number' && ![1, 4, 5].includes(c['Key Usage'])) warning(`the SCEP Key Usage ${c['Key Usage']} is not 1, 4 or 5: the identity must sign (Mdm-Signature)`)
   else if (c['Key Usage'] === 4) warning('the SCEP Key Usage is 4 (encryption only): the identity must sign check-ins')
-  if (c.Subject !== undefined && !isSubject(c.Subject)) error('the SCEP Subject is not an array of RDNs, each an array of [oid, value] pairs: a device would cancel enrollment')
-  if (c.CAFingerprint !== undefined && !(c.CAFingerprint instanceof Uint8Array)) error('the SCEP CAFingerprint is not data: a device would cancel enrollment')
-}
-
-function checkUrl(name: string, value: PlistValue | undefined, required: boolean, error: (r: string) => void, warning: (r: string) => void): void {
-  if (value === undefined && !required) return
-  if (!nonEmptyString(value) || !isAbsoluteUrl(value as string)) {
-    error(`${name} is missing or not an absolute URL: a device would cancel enrollment`)
-    return
-  }
-  const url = new URL(value as string)
-  if (url.protocol === 'https:') return
-  if (url.protocol === 'http:' && isLoopback(url.hostname)) {
-    warning(`${name} is ${value as string}: plain http on a loopback address, fine for this machine, but an Apple device only enrolls over https`)
-    return
-  }
-  error(`${name} is ${value as string}, not https: a device would cancel enrollment`)
-}
-
-export function isLoopback(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase()
-  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::1'
-}
-
-function isSubject(value: PlistValue): boolean {
-  return Array.isArray(value) && value.every((rdn) => Array.isArray(rdn) && rdn.every((pair) => Array.isArray(pair) && pair.length === 2 && pair.every((s) => typeof s === 'string')))
 }
 
 function isAbsoluteUrl(value: string): boolean {

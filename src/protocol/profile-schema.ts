@@ -1,15 +1,27 @@
 /**
- * Checks a configuration profile (the `Configuration` plist) against Apple's profile schema
+ * The schema half of the one profile checker (profile-rules.ts `checkProfile`, which every caller uses):
+ * a configuration profile (the `Configuration` plist) against Apple's profile schema
  * (github.com/apple/device-management mdm/profiles, MIT) for one platform and one kind of account-driven
  * enrollment. The rules are derived by scripts/derive-apple-schema.mjs into src/protocol/apple/profiles.json
- * (PROVENANCE.md there says how each schema field is read); this module only reads them.
+ * (PROVENANCE.md there says how each schema field is read); this module only reads them. What the schema
+ * cannot say (EnrollmentMode against discovery, where IdentityCertificateUUID points, the push topic,
+ * AccessRights for device enrollment, ...) is profile-rules.ts's; no rule is checked in both.
  *
  * A device cancels an enrollment on a profile it does not accept, and says nothing the server can see,
  * so the check is strict: a key the schema does not list, a key the platform does not have, a key that
  * user enrollment forbids *or ignores* (the device may cancel on a key it does not expect: PROTOCOL.md
- * section 6 has AccessRights, "ignored" in the schema, make a BYOD enrollment fail), a key only for
- * supervised or DEP devices, a wrong type, a missing required key, a value outside the schema's list,
- * range or format. Only the payload types the server emits are derived; any other is reported as unknown.
+ * section 6 has AccessRights, "ignored" under user enrollment in the schema, make a BYOD enrollment fail),
+ * a key only for supervised or DEP devices, a wrong type, a missing required key, a value outside the
+ * schema's list, range or format: each an `error`.
+ *
+ * Two `warning`s, which a device does not cancel on:
+ * - a key the schema marks as ignored on a platform (`n/a` there, and its description says "ignored
+ *   elsewhere": extensible SSO's TeamIdentifier, required on macOS; derived as `ignoredWhereUnavailable`).
+ *   The device drops it. This differs from user enrollment's `ignored` mode above on purpose: for that one
+ *   Apple documents a device that cancels (AccessRights), for this one nobody does, and the same payload
+ *   must carry the key for the Macs it is also meant for. esso-rules.ts accepts the key for the same reason.
+ * - a URL whose format is `^https://` given as plain http on a loopback address: fine on this machine (the
+ *   simulator against `npm start`), never for a real device.
  *
  * Not checked: per-key `introduced`/`removed` against a device's OS version (the rules record them; the
  * profile is checked without one); prose-only constraints (PROVENANCE.md lists them). A plist integer and
@@ -65,6 +77,16 @@ export interface KeyRule extends ValueRule {
   /** Required in an account-driven enrollment, said only in the key's description (quoted in accountDrivenSource). */
   accountDrivenPresence?: 'required'
   accountDrivenSource?: string
+  /** Where the platform does not have the key, the device ignores it, said only in the description (quoted in ignoredSource). */
+  ignoredWhereUnavailable?: boolean
+  ignoredSource?: string
+}
+
+/** One broken rule: `error`, a device cancels (or refuses the profile); `warning`, worth knowing. */
+export interface ProfileFinding {
+  severity: 'error' | 'warning'
+  /** One sentence: the rule, and what a device does about it. */
+  rule: string
 }
 
 export interface PayloadRules {
@@ -106,22 +128,16 @@ export interface ProfileTarget {
 }
 
 /**
- * `EnrollmentMode` of each enrollment: not in the schema (its rangelist has both values), but Apple's
- * account-driven enrollment documentation and PROTOCOL.md section 6: the value must match discovery's
- * `mdm-byod`/`mdm-adde` or the device cancels.
+ * Every finding of Apple's schema on `profile` for `target`, in profile order; one sentence each naming the
+ * payload and key. The profile is the plist inside the CMS signature. Use profile-rules.ts `checkProfile`:
+ * this is half of it.
  */
-const ENROLLMENT_MODES = { user: 'BYOD', device: 'ADDE' } as const
-
-/**
- * Every problem of `profile` for `target`, one sentence each naming the payload and key; empty when the
- * profile obeys the schema. The profile is the plist inside the CMS signature.
- */
-export function profileSchemaProblems(profile: PlistDict, target: ProfileTarget): string[] {
-  const out: string[] = []
+export function schemaFindings(profile: PlistDict, target: ProfileTarget): ProfileFinding[] {
+  const out: ProfileFinding[] = []
   const top = TABLES.configuration
   const os = target.platform
   const topPlatform = top.platforms[os]
-  if (!topPlatform.available) return [`configuration profiles are not available on ${os}`]
+  if (!topPlatform.available) return [{ severity: 'error', rule: `configuration profiles are not available on ${os}` }]
   const check = new Checker(target, out)
   check.keys(profile, top.keys, top.anyKeys, { where: top.payloadType, file: top.file, path: '' }, topPlatform, new Set(['PayloadContent']))
 
@@ -131,28 +147,20 @@ export function profileSchemaProblems(profile: PlistDict, target: ProfileTarget)
   content.forEach((payload, i) => {
     const type = types[i]
     const at = `${top.payloadType}: PayloadContent[${i}]`
-    if (!isDict(payload)) return void out.push(`${at} must be a dictionary, not ${describe(payload)}`)
-    if (type === undefined) return void out.push(`${at} has no PayloadType string`)
+    if (!isDict(payload)) return check.error(`${at} must be a dictionary, not ${describe(payload)}`)
+    if (type === undefined) return check.error(`${at} has no PayloadType string`)
     const rules = profilePayloadRules(type)
-    if (!rules) return void out.push(`${at}: unknown payload type ${type} (the rules derived from Apple's schema cover ${profilePayloadTypes().join(', ')})`)
+    if (!rules) return check.error(`${at}: unknown payload type ${type} (the rules derived from Apple's schema cover ${profilePayloadTypes().join(', ')})`)
     const where = types.filter((t) => t === type).length > 1 ? `${type} (PayloadContent[${i}])` : type
     const platform = rules.platforms[os]
-    if (!platform.available) return void out.push(`${where} is not available on ${os}`)
+    if (!platform.available) return check.error(`${where} is not available on ${os}`)
     check.restrictions(where, topPlatform, platform)
     check.keys(payload, { ...TABLES.common.keys, ...rules.keys }, rules.anyKeys, { where, file: rules.file, path: '' }, platform)
   })
   for (const type of new Set(types)) {
     const platform = type === undefined ? undefined : profilePayloadRules(type)?.platforms[os]
     const n = types.filter((t) => t === type).length
-    if (platform?.available && platform.multiple === false && n > 1) out.push(`${type} appears ${n} times; Apple's schema allows one on ${os}`)
-  }
-
-  const mdm = content.filter((p, i) => types[i] === 'com.apple.mdm' && isDict(p)) as PlistDict[]
-  const expected = ENROLLMENT_MODES[target.enrollment]
-  for (const p of mdm) {
-    if (typeof p.EnrollmentMode === 'string' && p.EnrollmentMode !== expected) {
-      out.push(`com.apple.mdm: EnrollmentMode is ${p.EnrollmentMode}, but ${target.enrollment} enrollment needs ${expected}`)
-    }
+    if (platform?.available && platform.multiple === false && n > 1) check.error(`${type} appears ${n} times; Apple's schema allows one on ${os}`)
   }
   return out
 }
@@ -168,8 +176,16 @@ interface Place {
 class Checker {
   constructor(
     private readonly target: ProfileTarget,
-    private readonly out: string[],
+    private readonly out: ProfileFinding[],
   ) {}
+
+  error(rule: string): void {
+    this.out.push({ severity: 'error', rule })
+  }
+
+  warning(rule: string): void {
+    this.out.push({ severity: 'warning', rule })
+  }
 
   private at(place: Place): string {
     return `${place.where}: ${place.path}`
@@ -183,12 +199,13 @@ class Checker {
       const rule = Object.hasOwn(keys, name) ? keys[name] : undefined
       if (!rule) {
         if (anyKeys) this.value(value, anyKeys, child(name), parent)
-        else this.out.push(`${this.at(child(name))} is not a key in Apple's schema (${place.file})`)
+        else this.error(`${this.at(child(name))} is not a key in Apple's schema (${place.file})`)
         continue
       }
       const platform = rule.platforms[os]
       if (!platform.available) {
-        this.out.push(`${this.at(child(name))} is not available on ${os}`)
+        if (rule.ignoredWhereUnavailable) this.warning(`${this.at(child(name))} is ignored on ${os}; Apple's schema: "${rule.ignoredSource}"`)
+        else this.error(`${this.at(child(name))} is not available on ${os}`)
         continue
       }
       this.restrictions(this.at(child(name)), parent, platform)
@@ -197,8 +214,8 @@ class Checker {
     }
     for (const [name, rule] of Object.entries(keys)) {
       if (Object.hasOwn(dict, name) || !rule.platforms[os].available) continue
-      if (rule.presence === 'required') this.out.push(`${this.at(child(name))} is missing (required)`)
-      else if (rule.accountDrivenPresence === 'required') this.out.push(`${this.at(child(name))} is missing; Apple's schema: "${rule.accountDrivenSource}"`)
+      if (rule.presence === 'required') this.error(`${this.at(child(name))} is missing (required)`)
+      else if (rule.accountDrivenPresence === 'required') this.error(`${this.at(child(name))} is missing; Apple's schema: "${rule.accountDrivenSource}"`)
     }
   }
 
@@ -210,21 +227,21 @@ class Checker {
     const os = this.target.platform
     if (this.target.enrollment === 'user') {
       const mode = own.userEnrollment
-      if ((mode === 'forbidden' || mode === 'ignored') && parent.userEnrollment !== mode) this.out.push(`${label} is ${mode} under user enrollment on ${os}`)
-      if (own.supervised && !parent.supervised) this.out.push(`${label} requires a supervised device on ${os}; user enrollment is never supervised`)
-      if (own.requiresDEP && !parent.requiresDEP) this.out.push(`${label} requires Automated Device Enrollment on ${os}; account-driven enrollment is not`)
+      if ((mode === 'forbidden' || mode === 'ignored') && parent.userEnrollment !== mode) this.error(`${label} is ${mode} under user enrollment on ${os}`)
+      if (own.supervised && !parent.supervised) this.error(`${label} requires a supervised device on ${os}; user enrollment is never supervised`)
+      if (own.requiresDEP && !parent.requiresDEP) this.error(`${label} requires Automated Device Enrollment on ${os}; account-driven enrollment is not`)
       return
     }
     if (own.accountDrivenDeviceEnrollment || !parent.accountDrivenDeviceEnrollment) return
-    if (own.requiresDEP) this.out.push(`${label} requires Automated Device Enrollment on ${os}; account-driven enrollment is not`)
-    else if (own.userEnrollment === 'required') this.out.push(`${label} is only for user enrollment on ${os} (userenrollment mode required)`)
-    else if (own.supervised) this.out.push(`${label} requires a supervised device on ${os}; account-driven device enrollment does not supervise it`)
-    else this.out.push(`${label} is not available to account-driven device enrollment on ${os}`)
+    if (own.requiresDEP) this.error(`${label} requires Automated Device Enrollment on ${os}; account-driven enrollment is not`)
+    else if (own.userEnrollment === 'required') this.error(`${label} is only for user enrollment on ${os} (userenrollment mode required)`)
+    else if (own.supervised) this.error(`${label} requires a supervised device on ${os}; account-driven device enrollment does not supervise it`)
+    else this.error(`${label} is not available to account-driven device enrollment on ${os}`)
   }
 
   private type(value: PlistValue, rule: ValueRule, place: Place): boolean {
     if (hasType(value, rule.type)) return true
-    this.out.push(`${this.at(place)} must be ${ARTICLE[rule.type]}, not ${describe(value)}`)
+    this.error(`${this.at(place)} must be ${ARTICLE[rule.type]}, not ${describe(value)}`)
     return false
   }
 
@@ -232,24 +249,43 @@ class Checker {
     if (!this.type(value, rule, place)) return
     const at = this.at(place)
     if (rule.rangelist && (typeof value === 'string' || typeof value === 'number') && !rule.rangelist.includes(value)) {
-      this.out.push(`${at} is ${JSON.stringify(value)}, not one of ${rule.rangelist.join(', ')}`)
+      this.error(`${at} is ${JSON.stringify(value)}, not one of ${rule.rangelist.join(', ')}`)
     }
     if (rule.range && typeof value === 'number') {
-      if (rule.range.min !== undefined && value < rule.range.min) this.out.push(`${at} is ${value}, below the minimum ${rule.range.min}`)
-      if (rule.range.max !== undefined && value > rule.range.max) this.out.push(`${at} is ${value}, above the maximum ${rule.range.max}`)
+      if (rule.range.min !== undefined && value < rule.range.min) this.error(`${at} is ${value}, below the minimum ${rule.range.min}`)
+      if (rule.range.max !== undefined && value > rule.range.max) this.error(`${at} is ${value}, above the maximum ${rule.range.max}`)
     }
     if (rule.format !== undefined && typeof value === 'string' && !new RegExp(rule.format).test(value)) {
-      this.out.push(`${at} is ${JSON.stringify(value)}, which does not match ${rule.format}`)
+      if (rule.format === HTTPS_FORMAT && isLoopbackHttp(value)) this.warning(`${at} is ${value}: plain http on a loopback address, fine for this machine, but an Apple device only enrolls over https`)
+      else this.error(`${at} is ${JSON.stringify(value)}, which does not match ${rule.format}`)
     }
     if (isDict(value) && (rule.keys || rule.anyKeys)) this.keys(value, rule.keys ?? {}, rule.anyKeys, place, platform)
     if (Array.isArray(value)) {
       const r = rule.repetition
       if (r && (value.length < r.min || value.length > r.max)) {
-        this.out.push(`${at} has ${value.length} item${value.length === 1 ? '' : 's'}; Apple's schema wants ${r.min === r.max ? r.min : `${r.min} to ${r.max}`}`)
+        this.error(`${at} has ${value.length} item${value.length === 1 ? '' : 's'}; Apple's schema wants ${r.min === r.max ? r.min : `${r.min} to ${r.max}`}`)
       }
       if (rule.items) value.forEach((v, i) => this.value(v, rule.items!, { ...place, path: `${place.path}[${i}]` }, platform))
     }
   }
+}
+
+/** The schema's format of every URL a device must reach over TLS (ServerURL, CheckInURL, ...). */
+const HTTPS_FORMAT = '^https://.*$'
+
+function isLoopbackHttp(value: string): boolean {
+  try {
+    const url = new URL(value)
+    return url.protocol === 'http:' && isLoopback(url.hostname)
+  } catch {
+    return false
+  }
+}
+
+/** localhost, *.localhost, 127.0.0.0/8 and ::1. */
+export function isLoopback(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::1'
 }
 
 const ARTICLE: Record<ValueType, string> = {

@@ -117,10 +117,39 @@ describe('npm run simulate against a started server', () => {
     expect(text.stdout.replace(/\n/g, ' ')).toContain(`SERVER_URL is http://127.0.0.1:${elsewhere} but you reached the server at http://127.0.0.1:${port}`)
   }, 240_000)
 
+  it('--enrollment device: an organisation-owned device for a device team; the team setting named for another team; load mode', async () => {
+    const port = await freePort()
+    await startServer(port, { SERVER_URL: `http://127.0.0.1:${port}`, ENROLL_DOMAINS: 'example.com=Fleet, example.org', ENROLL_DEVICE_TEAMS: 'Fleet' })
+    const server = `http://127.0.0.1:${port}`
+
+    const text = await simulate(['--server', server, '--user', 'eve@example.com', '--sign-in', 'dev', '--enrollment', 'device'])
+    expect(text.code, text.stdout + text.stderr).toBe(0)
+    expect(text.stdout).toMatch(/^Simulating iPhone12,1 \(iOS [\d.]+\) enrolling eve@example.com by account-driven device enrollment/)
+    expect(text.stdout).toMatch(/^ {2}ok {3}service discovery\s+\d+ ms {2}mdm-adde at /m)
+    const udid = /^ {2}ok {3}Authenticate\s+\d+ ms {2}UDID (\S+), serial number (\S+) \(/m.exec(text.stdout)
+    expect(udid, text.stdout).not.toBeNull()
+    expect(text.stdout).toContain(`All 10 steps passed`)
+    expect(text.stdout).toContain(`eve@example.com is enrolled (device enrollment, UDID ${udid![1]}, serial number ${udid![2]}).`)
+
+    const other = await simulate(['--server', server, '--user', 'finn@example.org', '--sign-in', 'dev', '--enrollment', 'device', '--json'])
+    expect(other.code, other.stdout + other.stderr).toBe(1)
+    const report = JSON.parse(other.stdout)
+    expect(report.diagnosis).toMatchObject({ step: 'discovery', got: 'Version mdm-byod (user enrollment)' })
+    expect(report.diagnosis.fix).toMatch(/example\.org accounts \(ENROLL_DOMAINS\) has enrollment_type user: set its enrollment_type to device .* ENROLL_DEVICE_TEAMS/)
+
+    const load = await simulate(['--server', server, '--user', 'load@example.com', '--sign-in', 'dev', '--enrollment', 'device', '--devices', '2', '--concurrency', '2'])
+    expect(load.code, load.stdout + load.stderr).toBe(0)
+    expect(load.stdout).toMatch(/2\/2 devices enrolled \(account-driven device enrollment\)/)
+  }, 240_000)
+
   it('explains its options with --help, and refuses load mode against a server that is not on a loopback address', async () => {
     const help = await simulate(['--help'])
     expect(help.code).toBe(0)
     expect(help.stdout).toMatch(/^Usage: npm run simulate -- --server <url> --user <email> \[options\]/)
+    expect(help.stdout).toMatch(/^ {2}--enrollment <kind> {7}user: user enrollment \(mdm-byod/m)
+    const kind = await simulate(['--server', 'http://localhost:8080', '--user', 'a@example.com', '--enrollment', 'kiosk'])
+    expect(kind.code).toBe(2)
+    expect(kind.stderr).toMatch(/--enrollment takes "user" \(mdm-byod\) or "device" \(mdm-adde\)/)
     const load = await simulate(['--server', 'https://mdm.example.com', '--user', 'a@example.com', '--sign-in', 'dev', '--devices', '5'])
     expect(load.code).toBe(2)
     expect(load.stderr).toMatch(/not a loopback address: add --i-own-this-server/)

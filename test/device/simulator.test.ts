@@ -1,7 +1,8 @@
 /**
  * The simulator library against the real app (through app.inject): what it says when a step fails, the
- * --self-signed body in strict and log mode, NotNow, Enrollment SSO, load mode's statistics; and the
- * command answers and diagnoses as pure functions.
+ * --self-signed body in strict and log mode, NotNow, Enrollment SSO, account-driven device enrollment
+ * (--enrollment device, or discovery's mdm-adde), load mode's statistics; and the command answers and
+ * diagnoses as pure functions.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -134,6 +135,96 @@ describe('the device', () => {
   }, 120_000)
 })
 
+describe('account-driven device enrollment (mdm-adde)', () => {
+  // A device team: corp.example.test accounts enroll into "Fleet", set to device enrollment at start
+  // (ENROLL_DEVICE_TEAMS); other domains into the Default team, user enrollment.
+  let fleet: TestApp
+  beforeAll(async () => {
+    fleet = await buildTestApp({ env: { ADMIN_API_TOKEN: ADMIN_TOKEN, ENROLL_DOMAINS: 'corp.example.test=Fleet, example.test', ENROLL_DEVICE_TEAMS: 'Fleet' }, database: strict.database })
+  })
+  afterAll(async () => fleet?.app.close())
+
+  const enrollmentOf = async (id: string) => (await admin(fleet.app, 'GET', `/enrollments?enrollment_id=${encodeURIComponent(id)}`)).json().items[0]
+
+  it('follows discovery\'s mdm-adde and says so: UDID and serial number, device-only commands acknowledged and noted', async () => {
+    const uuids: Record<string, string> = {}
+    const report = await run(fleet, {
+      user: 'ada@corp.example.test',
+      beforeCommands: async (device) => {
+        const enrollment = await enrollmentOf(device.deviceId)
+        for (const command of [{ RequestType: 'DeviceInformation', Queries: ['UDID', 'SerialNumber', 'OSVersion'] }, { RequestType: 'EraseDevice', PIN: '123456' }, { RequestType: 'DeviceLock' }]) {
+          const queued = await admin(fleet.app, 'POST', `/enrollments/${enrollment.id}/commands`, command)
+          expect(queued.statusCode, queued.body).toBe(201)
+          uuids[command.RequestType] = queued.json().command_uuid
+        }
+      },
+    })
+    expect(report.diagnosis?.text).toBeUndefined()
+    expect(report.enrollment).toBe('device')
+    const step = (name: string) => report.steps.find((s) => s.step === name)!
+    expect(step('discovery').summary).toMatch(/^mdm-adde at /)
+    expect(step('discovery').notes.join('\n')).toMatch(/discovery answered mdm-adde: enrolling as account-driven device enrollment/)
+    expect(step('authenticate').summary).toContain(`UDID ${report.enrollmentId}, serial number ${report.serialNumber}`)
+
+    // What the server stored is what the simulated device said about itself.
+    const enrollment = await enrollmentOf(report.enrollmentId)
+    expect(enrollment).toMatchObject({ enrollment_type: 'device', status: 'active', device: { udid: report.enrollmentId, serial_number: report.serialNumber } })
+    expect(report.enrollmentId).toBe(report.device.udid)
+    const info = (await admin(fleet.app, 'GET', `/commands/${uuids.DeviceInformation}`)).json()
+    expect(info).toMatchObject({ status: 'acknowledged', result: { QueryResponses: { UDID: report.device.udid, SerialNumber: report.device.serialNumber } } })
+    expect(info.result.QueryResponses).not.toHaveProperty('EnrollmentID')
+    for (const type of ['EraseDevice', 'DeviceLock']) expect((await admin(fleet.app, 'GET', `/commands/${uuids[type]}`)).json().status, type).toBe('acknowledged')
+    // Noted, not done: the device is still enrolled and checks in.
+    expect(report.noted).toEqual(['EraseDevice', 'DeviceLock'])
+    expect(report.steps.every((s) => s.ok)).toBe(true)
+    expect((await report.device.idle()).answered).toEqual([])
+  }, 120_000)
+
+  it('--enrollment device enrolls a Mac with its user channel (UserID) and checks it out', async () => {
+    const report = await run(fleet, { user: 'mac@corp.example.test', enrollment: 'device', modelFamily: 'Mac', checkout: true })
+    expect(report.ok, report.diagnosis?.text).toBe(true)
+    expect(report.steps.find((s) => s.step === 'discovery')!.notes.join('\n')).not.toMatch(/discovery answered/)
+    expect(report.steps.find((s) => s.step === 'user-channel')!.summary).toBe(`UserID ${report.device.enrollmentUserId}`)
+    const enrollment = await enrollmentOf(report.enrollmentId)
+    expect(enrollment).toMatchObject({ enrollment_type: 'device', status: 'checked_out', device: { udid: report.enrollmentId, serial_number: report.serialNumber } })
+    expect(enrollment.channels.map((c: { type: string }) => c.type).sort()).toEqual(['device', 'user'])
+  }, 120_000)
+
+  it('--enrollment device against a user-enrollment team (and user against a device team): the diagnosis names the team setting', async () => {
+    const wantDevice = await run(fleet, { user: 'bob@example.test', enrollment: 'device' })
+    expect(wantDevice.steps.map((s) => [s.step, s.ok])).toEqual([['discovery', false]])
+    expect(wantDevice.diagnosis).toMatchObject({ step: 'discovery', expected: expect.stringContaining('mdm-adde'), got: 'Version mdm-byod (user enrollment)' })
+    expect(wantDevice.diagnosis!.fix).toMatch(/enrollment_type user: set its enrollment_type to device .* ENROLL_DEVICE_TEAMS .*; or enroll with --enrollment user/)
+
+    const wantUser = await run(fleet, { user: 'carl@corp.example.test', enrollment: 'user' })
+    expect(wantUser.diagnosis).toMatchObject({ step: 'discovery', got: 'Version mdm-adde (account-driven device enrollment)' })
+    expect(wantUser.diagnosis!.fix).toMatch(/enrollment_type device: set its enrollment_type to user .* ENROLL_DEVICE_TEAMS .*; or enroll with --enrollment device/)
+  })
+
+  it('without discovery (--enroll-url) a device team\'s ADDE profile fails the user-enrollment check, naming the team setting', async () => {
+    const discovered = (await fleet.app.inject('/.well-known/com.apple.remotemanagement?user-identifier=dora%40corp.example.test&model-family=iPhone')).json()
+    const report = await run(fleet, { server: undefined, enrollUrl: discovered.Servers[0].BaseURL, user: 'dora@corp.example.test' })
+    expect(report.diagnosis).toMatchObject({ step: 'profile' })
+    expect(report.diagnosis!.got).toContain('EnrollmentMode is "ADDE" but discovery said mdm-byod (which needs BYOD)')
+    expect(report.diagnosis!.fix).toMatch(/^the server built the profile for account-driven device enrollment \(EnrollmentMode ADDE\)/)
+    expect(report.diagnosis!.fix).toMatch(/enrollment_type device/)
+    // The same URL with --enrollment device enrolls.
+    const ok = await run(fleet, { server: undefined, enrollUrl: discovered.Servers[0].BaseURL, user: 'dora@corp.example.test', enrollment: 'device' })
+    expect(ok.ok, ok.diagnosis?.text).toBe(true)
+  }, 120_000)
+
+  it('load mode enrolls device-enrollment devices, each its own UDID', async () => {
+    const result = await runLoad({ transport: injectTransport(fleet.app), server: TEST_SERVER_URL, domain: 'corp.example.test', devices: 2, concurrency: 2, enrollment: 'device' })
+    expect(result).toMatchObject({ devices: 2, enrolled: 2, deviceEnrollments: 2, checkins: 2 })
+    expect(result.steps.every((s) => Object.keys(s.errors).length === 0)).toBe(true)
+    expect(formatLoadTable(result)).toMatch(/2\/2 devices enrolled \(account-driven device enrollment\)/)
+    const listed = (await admin(fleet.app, 'GET', '/enrollments?limit=200')).json().items as { user: { email: string }; enrollment_type: string; device: { udid: string } }[]
+    const mine = listed.filter((e) => /^user[01]@corp\.example\.test$/.test(e.user.email))
+    expect(mine.map((e) => e.enrollment_type)).toEqual(['device', 'device'])
+    expect(new Set(mine.map((e) => e.device.udid)).size).toBe(2)
+  }, 120_000)
+})
+
 describe('command answers', () => {
   const state = (): DeviceState => ({ model: MODELS.iPhone, enrollmentId: 'E1', channel: 'device', profiles: new Map(), apps: new Map() })
 
@@ -141,6 +232,18 @@ describe('command answers', () => {
     const a = answerCommand({ RequestType: 'DeviceInformation', Queries: ['OSVersion', 'UDID', 'SerialNumber', 'EnrollmentID'] }, state())
     expect(a).toMatchObject({ status: 'Acknowledged', fields: { QueryResponses: { OSVersion: '18.2.1', EnrollmentID: 'E1' } } })
     expect(Object.keys(a.fields.QueryResponses as object)).toEqual(['OSVersion', 'EnrollmentID'])
+  })
+
+  it('under device enrollment: UDID and SerialNumber, no EnrollmentID; EraseDevice acknowledged and noted, nothing erased', () => {
+    const s: DeviceState = { ...state(), enrollment: 'device', udid: '00008110-0000000000000001', serialNumber: 'F2LXK0ABCDEF', noted: [] }
+    s.profiles.set('p', { PayloadIdentifier: 'p', PayloadUUID: 'U', PayloadVersion: 1, PayloadContent: [] })
+    const a = answerCommand({ RequestType: 'DeviceInformation', Queries: ['UDID', 'SerialNumber', 'EnrollmentID', 'OSVersion'] }, s)
+    expect(a.fields.QueryResponses).toEqual({ UDID: '00008110-0000000000000001', SerialNumber: 'F2LXK0ABCDEF', OSVersion: MODELS.iPhone.osVersion })
+    expect(answerCommand({ RequestType: 'EraseDevice', PIN: '123456' }, s)).toMatchObject({ status: 'Acknowledged', note: expect.stringContaining('erases nothing') })
+    expect(s.noted).toEqual(['EraseDevice'])
+    expect(s.profiles.size).toBe(1)
+    // Still what the schema refuses for this enrollment: RestartDevice needs supervision on iOS.
+    expect(answerCommand({ RequestType: 'RestartDevice' }, s)).toMatchObject({ status: 'Error', note: expect.stringMatching(/requires a supervised device on iOS/) })
   })
 
   it('refuses what the schema forbids under user enrollment, and unknown commands, with an ErrorChain', () => {

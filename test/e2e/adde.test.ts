@@ -1,27 +1,31 @@
 /**
  * Account-driven device enrollment (issue 19): a team set to `device` enrolls organisation-owned devices.
- * For each sign-in method: discovery answers mdm-adde -> the profile says EnrollmentMode ADDE with
- * AccessRights -> SCEP -> Authenticate names the device by UDID (with its serial number) -> a command only
- * device enrollment allows is accepted for this enrollment and refused for a user enrollment of the same
- * user.
+ * For each sign-in method, through the device simulator (src/device, `--enrollment device`) with the real
+ * sign-in (development form, SAML at the in-process IdP, OAuth 2 at oidc-provider): discovery answers
+ * mdm-adde -> the profile says EnrollmentMode ADDE with AccessRights and passes the one profile checker for
+ * device enrollment on every platform -> SCEP -> Authenticate names the device by UDID (with its serial
+ * number) -> a command only device enrollment allows is accepted for this enrollment, and refused by the
+ * admin API for a user enrollment (BYOD) of the same user. Then the rules that differ, with hand-made
+ * messages a simulated device would never send.
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { simulateEnrollment, type SignInMethod } from '../../src/device/index.js'
 import { buildPlist, type PlistDict, type PlistValue } from '../../src/protocol/plist.js'
 import { PLATFORMS } from '../../src/protocol/platform.js'
-import { ALL_ACCESS_RIGHTS } from '../../src/protocol/profile.js'
-import { profileSchemaProblems } from '../../src/protocol/profile-schema.js'
+import { profileErrors } from '../../src/protocol/profile-rules.js'
 import { mintAccessToken } from '../../src/services/tokens.js'
 import type { App } from '../../src/app.js'
 import { admin, ADMIN_TOKEN } from '../helpers/admin.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { activeDevice, COMMAND, Device, type SignedInUser } from '../helpers/device.js'
+import { buildTestApp, TEST_SERVER_URL, type TestApp } from '../helpers/app.js'
+import { Device, type SignedInUser } from '../helpers/device.js'
 import { payloadOf, postEnroll, verifyProfile } from '../helpers/enroll.js'
-import { parseBearerChallenge, postToken, signInAtIdp } from '../helpers/oauth2-device.js'
+import { injectTransport } from '../helpers/inject-transport.js'
 import { startTestIdp as startOidcIdp, type TestIdp as OidcIdp } from '../helpers/oidc-idp.js'
 import { createTestIdp, type TestIdp as SamlIdp } from '../helpers/saml-idp.js'
 import { certRep, issuedCertificate, postPkiOperation, rsaKeys, scepRequest } from '../helpers/scep.js'
-import { postCallback, spFromMetadata, startSignIn, tokenFrom } from '../helpers/sso.js'
+import { tokenFrom } from '../helpers/sso.js'
+import { oidcSession, samlSession } from '../helpers/web-sessions.js'
 
 let saml: SamlIdp
 let oidc: OidcIdp
@@ -81,35 +85,8 @@ function deviceMessage(device: Device, fields: Record<string, PlistValue>): Buff
   return Buffer.from(buildPlist({ UDID: device.enrollmentId, ...fields }), 'utf8')
 }
 
-async function checkIn(device: Device, serial: string) {
-  const auth = await device.put(deviceMessage(device, { MessageType: 'Authenticate', Topic: device.topic, SerialNumber: serial, ProductName: 'iPhone15,2', OSVersion: '18.2', BuildVersion: '22C152' }))
-  expect(auth.statusCode, auth.body).toBe(200)
-  const token = await device.put(deviceMessage(device, { MessageType: 'TokenUpdate', Topic: device.topic, Token: new Uint8Array([9, 9, 9]), PushMagic: 'ADDE-MAGIC' }))
-  expect(token.statusCode, token.body).toBe(200)
-}
-
 async function enrollmentOf(app: App, id: string) {
-  return (await admin(app, 'GET', `/enrollments?enrollment_id=${id}`)).json().items[0] as { id: string; enrollment_type: string; device: Record<string, string>; status: string }
-}
-
-async function signInWith(method: 'saml' | 'oauth2' | 'dev', enrollPath: string): Promise<{ app: App; user: SignedInUser }> {
-  if (method === 'dev') {
-    return { app: dev.app, user: await devSignIn(enrollPath) }
-  }
-  if (method === 'saml') {
-    const sso = new URL(/url="([^"]+)"/.exec(String((await postEnroll(t.app, { path: enrollPath })).headers['www-authenticate']))![1]!)
-    const sp = await spFromMetadata(t.app)
-    const request = await saml.readRequest(await startSignIn(t.app, { enrollmentToken: sso.pathname.split('/').pop()!, userIdentifier: 'dave@corp.example.com' }), sp.metadata)
-    const token = tokenFrom(await postCallback(t.app, { SAMLResponse: await saml.respond(request, sp, { nameId: 'dave@corp.example.com' }), RelayState: request.relayState }))
-    return { app: t.app, user: await userOf(t.app, token) }
-  }
-  const res = await postEnroll(t.app, { path: enrollPath })
-  const challenge = parseBearerChallenge(res.headers['www-authenticate'] as string)
-  expect(challenge.method).toBe('apple-oauth2')
-  const { code } = await signInAtIdp(challenge, { login: 'carol@corp.example.com', password: 'pw' })
-  const token = await postToken(t.app, challenge['token-url']!, { grant_type: 'authorization_code', code, redirect_uri: challenge['redirect-url']!, client_id: challenge['client-id']! })
-  expect(token.statusCode, token.body).toBe(200)
-  return { app: t.app, user: await userOf(t.app, token.json().access_token) }
+  return (await admin(app, 'GET', `/enrollments?enrollment_id=${id}`)).json().items[0] as { id: string; enrollment_type: string; device: Record<string, string>; status: string; user: { id: string; email: string } }
 }
 
 async function devSignIn(enrollPath: string): Promise<SignedInUser> {
@@ -124,47 +101,92 @@ async function userOf(app: App, token: string): Promise<SignedInUser> {
   return { token, tokenId: record.id, userId: record.userId }
 }
 
-describe('account-driven device enrollment, per sign-in method', () => {
-  it.each(['dev', 'saml', 'oauth2'] as const)('%s: mdm-adde -> ADDE profile -> SCEP -> Authenticate by UDID -> device-only commands', async (method) => {
-    const app = method === 'dev' ? dev.app : t.app
-    const { version, enrollPath } = await discover(app, `someone@corp.example.com`)
-    expect(version).toBe('mdm-adde')
-    if (method === 'oauth2') {
-      const team = await app.db.prisma.team.findFirstOrThrow({ where: { name: 'Corporate' } })
-      expect((await admin(app, 'PATCH', `/teams/${team.id}`, { auth_method: 'oauth2' })).statusCode).toBe(200)
-    }
-    const { user } = await signInWith(method, enrollPath)
-    const { device, mdm, profile, udid } = await enrollAsDevice(app, enrollPath, user)
-    // Apple's MDM payload for device enrollment: EnrollmentMode ADDE, the Managed Apple Account, AccessRights.
-    expect(mdm.EnrollmentMode).toBe('ADDE')
-    expect(mdm.AccessRights).toBe(ALL_ACCESS_RIGHTS)
-    expect(typeof mdm.AssignedManagedAppleID).toBe('string')
-    expect(profile.PayloadRemovalDisallowed).toBeUndefined()
-    // Issue 19: the served profile obeys Apple's schema for device enrollment on every account-driven platform.
-    for (const platform of PLATFORMS) expect(profileSchemaProblems(profile, { platform, enrollment: 'device' }), platform).toEqual([])
-    await checkIn(device, 'F2LXK0ABCDEF')
-    const enrollment = await enrollmentOf(app, udid)
-    expect(enrollment).toMatchObject({ enrollment_type: 'device', status: 'active', device: { udid, serial_number: 'F2LXK0ABCDEF' } })
+interface Method {
+  name: 'dev' | 'saml' | 'oauth2'
+  /** Who signs in: a corp.example.com account, so the Corporate team (device enrollment). */
+  user: string
+  app: () => App
+  signIn: (app: App) => SignInMethod
+  /** The method of the enroll 401's challenge. */
+  challenge: 'apple-as-web' | 'apple-oauth2'
+}
 
-    // EraseDevice: only device enrollment allows it on iOS.
-    const queued = await admin(app, 'POST', `/enrollments/${enrollment.id}/commands`, { RequestType: 'EraseDevice', PIN: '123456' })
-    expect(queued.statusCode, queued.body).toBe(201)
-    const idle = await device.put(deviceMessage(device, { Status: 'Idle' }), { contentType: COMMAND })
-    expect(idle.statusCode).toBe(200)
-    expect(idle.body).toContain('EraseDevice')
-    // The same user enrolls a personal device into a user-enrollment team (a sign-in of theirs for it).
-    const second = await mintAccessToken(app.db.prisma, { userId: user.userId, teamId: app.defaultTeam.id, method: 'saml', windowSeconds: 3600 })
-    const byod = await activeDevice(app, { user: { token: second.token, tokenId: second.record.id, userId: user.userId } })
-    const byodEnrollment = await enrollmentOf(app, byod.enrollmentId)
-    expect(byodEnrollment.enrollment_type).toBe('user')
-    const refused = await admin(app, 'POST', `/enrollments/${byodEnrollment.id}/commands`, { RequestType: 'EraseDevice' })
-    expect(refused.statusCode).toBe(400)
-    expect(refused.json().message).toMatch(/EraseDevice is forbidden under user enrollment/)
-    if (method === 'oauth2') {
-      const team = await app.db.prisma.team.findFirstOrThrow({ where: { name: 'Corporate' } })
-      await admin(app, 'PATCH', `/teams/${team.id}`, { auth_method: null })
+const METHODS: Method[] = [
+  { name: 'dev', user: 'erin@corp.example.com', app: () => dev.app, signIn: () => ({ kind: 'dev' }), challenge: 'apple-as-web' },
+  { name: 'saml', user: 'dave@corp.example.com', app: () => t.app, signIn: (app) => ({ kind: 'browser', session: samlSession(app, injectTransport(app), saml) }), challenge: 'apple-as-web' },
+  { name: 'oauth2', user: 'carol@corp.example.com', app: () => t.app, signIn: () => ({ kind: 'browser', session: oidcSession({ login: 'carol@corp.example.com', password: 'pw' }) }), challenge: 'apple-oauth2' },
+]
+
+/** The Corporate team's sign-in: OAuth 2 for the oauth2 method, back to the server's SAML after it. */
+async function useOAuth2(app: App, on: boolean): Promise<void> {
+  const team = await app.db.prisma.team.findFirstOrThrow({ where: { name: 'Corporate' } })
+  expect((await admin(app, 'PATCH', `/teams/${team.id}`, { auth_method: on ? 'oauth2' : null })).statusCode).toBe(200)
+}
+
+describe.each(METHODS)('account-driven device enrollment through the simulator: $name sign-in', (method) => {
+  it('mdm-adde -> ADDE profile -> SCEP -> Authenticate by UDID -> a device-only command, refused for BYOD', async () => {
+    const app = method.app()
+    if (method.name === 'oauth2') await useOAuth2(app, true)
+    try {
+      const transport = injectTransport(app)
+      const queued: string[] = []
+      const report = await simulateEnrollment({
+        transport,
+        server: TEST_SERVER_URL,
+        user: method.user,
+        enrollment: 'device',
+        signIn: method.signIn(app),
+        beforeCommands: async (device) => {
+          // EraseDevice: only device enrollment allows it on iOS (Apple's schema, device.erase.yaml).
+          const enrollment = await enrollmentOf(app, device.deviceId)
+          const erase = await admin(app, 'POST', `/enrollments/${enrollment.id}/commands`, { RequestType: 'EraseDevice', PIN: '123456' })
+          expect(erase.statusCode, erase.body).toBe(201)
+          queued.push(erase.json().command_uuid)
+        },
+      })
+      expect(report.diagnosis?.text).toBeUndefined()
+      expect(report.steps.map((s) => s.step)).toEqual(['discovery', 'enroll-challenge', 'sign-in', 'enroll', 'profile', 'scep', 'authenticate', 'token-update', 'commands', 'declarative-sync'])
+      expect(report.steps.find((s) => s.step === 'discovery')!.summary).toMatch(/^mdm-adde at https:\/\/mdm\.example\.test\/api\/mdm\/apple\/enroll\//)
+      expect(report.steps.find((s) => s.step === 'enroll-challenge')!.summary).toMatch(new RegExp(`^401 ${method.challenge} `))
+
+      // The profile the device installed: Apple's MDM payload for device enrollment (EnrollmentMode ADDE, the
+      // Managed Apple Account, AccessRights including device erase, bit 8), and what the one profile checker
+      // says for device enrollment on every account-driven platform.
+      const profile = report.device.profile!
+      expect(profile.mdm.EnrollmentMode).toBe('ADDE')
+      expect(String(profile.mdm.AssignedManagedAppleID).toLowerCase()).toBe(method.user)
+      expect(Number(profile.mdm.AccessRights) & 8).toBe(8)
+      expect(profile.dict.PayloadRemovalDisallowed).toBeUndefined()
+      for (const platform of PLATFORMS) expect(profileErrors(profile.dict, { platform, enrollment: 'device' }), platform).toEqual([])
+
+      // SCEP gave the identity Authenticate is signed with; Authenticate named the device by UDID and serial.
+      expect(report.device.certificate).toBeDefined()
+      const enrollment = await enrollmentOf(app, report.enrollmentId)
+      expect(enrollment).toMatchObject({ enrollment_type: 'device', status: 'active', device: { udid: report.device.udid, serial_number: report.device.serialNumber } })
+      expect(String(enrollment.user.email).toLowerCase()).toBe(method.user)
+
+      // The device-only command reached the device, which acknowledged it (and, being simulated, erased nothing).
+      expect(report.commands).toEqual([expect.objectContaining({ commandUuid: queued[0], requestType: 'EraseDevice', status: 'Acknowledged' })])
+      expect((await admin(app, 'GET', `/commands/${queued[0]}`)).json().status).toBe('acknowledged')
+      expect(report.noted).toEqual(['EraseDevice'])
+
+      // The same user enrolls a personal device into a user-enrollment team (the Default team: example.com),
+      // through the simulator with a token of theirs for that team (their sign-in is tested above).
+      const userId = enrollment.user.id
+      const personal = await mintAccessToken(app.db.prisma, { userId, teamId: app.defaultTeam.id, method: 'saml', windowSeconds: 3600 })
+      const byodUrl = (await app.inject(`/.well-known/com.apple.remotemanagement?user-identifier=${encodeURIComponent('anyone@example.com')}&model-family=iPhone`)).json().Servers[0].BaseURL as string
+      const byod = await simulateEnrollment({ transport, enrollUrl: byodUrl, user: method.user, enrollment: 'user', signIn: { kind: 'token', token: personal.token } })
+      expect(byod.diagnosis?.text).toBeUndefined()
+      const byodEnrollment = await enrollmentOf(app, byod.enrollmentId)
+      expect(byodEnrollment.enrollment_type).toBe('user')
+      expect(byodEnrollment.user.id).toBe(userId)
+      const refused = await admin(app, 'POST', `/enrollments/${byodEnrollment.id}/commands`, { RequestType: 'EraseDevice' })
+      expect(refused.statusCode).toBe(400)
+      expect(refused.json().message).toMatch(/EraseDevice is forbidden under user enrollment/)
+    } finally {
+      if (method.name === 'oauth2') await useOAuth2(app, false)
     }
-  })
+  }, 180_000)
 })
 
 describe('the rules that differ', () => {

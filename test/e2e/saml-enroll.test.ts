@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { PLATFORMS } from '../../src/protocol/platform.js'
-import { profileSchemaProblems } from '../../src/protocol/profile-schema.js'
+import { profileErrors } from '../../src/protocol/profile-rules.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestIdp, type TestIdp } from '../helpers/saml-idp.js'
 import { payloadOf, postEnroll, verifyProfile } from '../helpers/enroll.js'
@@ -55,7 +55,7 @@ describe('enrollment through SAML web sign-in', () => {
       expect(String(mdm.AssignedManagedAppleID).toLowerCase()).toBe('alice@example.test')
       expect(mdm.EnrollmentMode).toBe('BYOD')
       // The served profile obeys Apple's schema for user enrollment on every account-driven platform.
-      for (const platform of PLATFORMS) expect(profileSchemaProblems(profile, { platform, enrollment: 'user' }), platform).toEqual([])
+      for (const platform of PLATFORMS) expect(profileErrors(profile, { platform, enrollment: 'user' }), platform).toEqual([])
     })
   }
 

@@ -4,13 +4,14 @@
  */
 import { describe, expect, it } from 'vitest'
 import { parseWwwAuthenticate, wwwAuthenticate, type SignInChallenge } from '../../src/protocol/challenge.js'
-import { buildCheckin, buildCommandReport, CheckinFormatError, parseCheckin, parseCommandReport } from '../../src/protocol/checkin.js'
+import { buildCheckin, buildCommandReport, CheckinFormatError, isDeviceEnrollment, parseCheckin, parseCommandReport } from '../../src/protocol/checkin.js'
 import { commandPlist, readCommand } from '../../src/protocol/commands.js'
 import { emptyDeclarationItemsResponse, emptyTokensResponse, readDeclarationItems, readTokensResponse } from '../../src/protocol/declarations.js'
 import { discoveryRequestUrl, readWellKnownResponse, wellKnownResponse } from '../../src/protocol/discovery.js'
 import { buildEnrollRequest, parseEnrollRequest } from '../../src/protocol/enroll-request.js'
 import { authorizationRequestUrl, readAuthorizationRedirect, tokenRequestForm } from '../../src/protocol/oauth2.js'
 import { authenticationResultsUrl, readAuthenticationResults } from '../../src/protocol/web-signin.js'
+import { parsePlistDict } from '../../src/protocol/plist.js'
 import { recordedEnrollBody } from '../../src/device/recorded-enroll-body.js'
 import { fixtureBase64 } from '../helpers/fixtures.js'
 
@@ -60,6 +61,21 @@ describe('check-in messages and command reports', () => {
     const report = buildCommandReport({ EnrollmentID: 'E1', Status: 'Acknowledged', CommandUUID: 'C1', QueryResponses: { OSVersion: '18.2' } })
     expect(parseCommandReport(report).raw).toEqual({ EnrollmentID: 'E1', Status: 'Acknowledged', CommandUUID: 'C1', QueryResponses: { OSVersion: '18.2' } })
     expect(() => buildCommandReport({ EnrollmentID: 'E1', Status: 'Acknowledged' })).toThrow(/CommandUUID is required/)
+  })
+
+  it('device enrollment: UDID (and a Mac\'s UserID) where user enrollment has EnrollmentID, as the server reads them', () => {
+    const body = buildCheckin({ MessageType: 'Authenticate', Topic: 'com.apple.mgmt.External.x', UDID: '00008110-0000000000000001', SerialNumber: 'F2LXK0ABCDEF' })
+    expect(parsePlistDict(body)).not.toHaveProperty('EnrollmentID')
+    const parsed = parseCheckin(body)
+    expect(parsed).toMatchObject({ EnrollmentID: '00008110-0000000000000001', SerialNumber: 'F2LXK0ABCDEF' })
+    expect(isDeviceEnrollment(parsed)).toBe(true)
+    const user = parseCheckin(buildCheckin({ MessageType: 'TokenUpdate', Topic: 'com.apple.mgmt.External.x', UDID: 'U1', UserID: 'USER-1', Token: new Uint8Array([1]), PushMagic: 'M' }))
+    expect(user).toMatchObject({ EnrollmentID: 'U1', EnrollmentUserID: 'USER-1' })
+    const report = parseCommandReport(buildCommandReport({ UDID: 'U1', Status: 'Idle' }))
+    expect(report.report.EnrollmentID).toBe('U1')
+    expect(isDeviceEnrollment(report.report)).toBe(true)
+    // Neither name: refused before it is sent, as the server would refuse it.
+    expect(() => buildCheckin({ MessageType: 'CheckOut', Topic: 'com.apple.mgmt.External.x' } as never)).toThrow(CheckinFormatError)
   })
 
   it('reads the command the server answers with, or says what is missing', () => {

@@ -9,7 +9,7 @@ import { buildEssoProfile } from '../../src/protocol/esso.js'
 import { PLATFORMS, type Platform } from '../../src/protocol/platform.js'
 import { buildPlist, parsePlistDict, type PlistDict } from '../../src/protocol/plist.js'
 import { ALL_ACCESS_RIGHTS, buildEnrollmentProfile, type EnrollmentProfileSpec } from '../../src/protocol/profile.js'
-import { profileSchemaProblems, type ProfileTarget } from '../../src/protocol/profile-schema.js'
+import { checkProfile, profileErrors, type CheckTarget } from '../../src/protocol/profile-rules.js'
 import { contextFor, createSigner, credentialPayload, redirectPayload, settingsFor, type Signer } from './esso-fixtures.js'
 
 // Expected messages below restate facts of Apple's schema (release iOS 18.1 / macOS 15.1), each with the
@@ -57,8 +57,15 @@ function payload(profile: PlistDict, type: string): PlistDict {
   return (profile.PayloadContent as PlistDict[]).find((p) => p.PayloadType === type)!
 }
 
-const user = (platform: Platform): ProfileTarget => ({ platform, enrollment: 'user' })
-const device = (platform: Platform): ProfileTarget => ({ platform, enrollment: 'device' })
+const user = (platform: Platform): CheckTarget => ({ platform, enrollment: 'user' })
+const device = (platform: Platform): CheckTarget => ({ platform, enrollment: 'device' })
+/** A profile that is not the enrollment profile (Enrollment SSO's): no com.apple.mdm payload expected. */
+const other = (target: CheckTarget): CheckTarget => ({ ...target, purpose: 'other' })
+
+// The one profile checker (profile-rules.ts) reports the schema's findings and its own; these tests are
+// about the schema's. Errors are what a device cancels on; warnings are kept apart.
+const profileSchemaProblems = profileErrors
+const warnings = (profile: PlistDict, target: CheckTarget) => checkProfile(profile, target).filter((f) => f.severity === 'warning').map((f) => f.rule)
 
 let signer: Signer
 beforeAll(async () => {
@@ -81,17 +88,22 @@ describe('the profiles the server builds', () => {
     // Redirect payload here: the next test shows why.
     const { TeamIdentifier: _, ...redirect } = redirectPayload
     const profile = asDeviceReadsIt(buildEssoProfile(settingsFor(signer, { ssoPayloads: [redirect, credentialPayload] }), contextFor(signer)))
-    expect(profileSchemaProblems(profile, user(platform))).toEqual([])
-    expect(profileSchemaProblems(profile, device(platform))).toEqual([])
+    expect(checkProfile(profile, other(user(platform)))).toEqual([])
+    expect(checkProfile(profile, other(device(platform)))).toEqual([])
   })
 
-  it('reports TeamIdentifier in an extensible SSO payload on iOS and visionOS, where the schema does not have it', () => {
-    // com.apple.extensiblesso.yaml: TeamIdentifier iOS and visionOS introduced n/a ("required on macOS and
-    // ignored elsewhere"); the payload is an administrator's (ESSO_SSO_PAYLOADS), not the server's.
+  it('warns of TeamIdentifier in an extensible SSO payload on iOS and visionOS, which ignore it: not an error', () => {
+    // com.apple.extensiblesso.yaml: TeamIdentifier iOS and visionOS introduced n/a, "This key is required on
+    // macOS and ignored elsewhere." The device drops it (esso-rules.ts accepts it too); the payload is an
+    // administrator's (ESSO_SSO_PAYLOADS), not the server's.
     const profile = asDeviceReadsIt(buildEssoProfile(settingsFor(signer, { ssoPayloads: [redirectPayload] }), contextFor(signer)))
-    expect(profileSchemaProblems(profile, user('iOS'))).toEqual(['com.apple.extensiblesso: TeamIdentifier is not available on iOS'])
-    expect(profileSchemaProblems(profile, user('visionOS'))).toEqual(['com.apple.extensiblesso: TeamIdentifier is not available on visionOS'])
-    expect(profileSchemaProblems(profile, user('macOS'))).toEqual([])
+    const ignored = (os: string) => `com.apple.extensiblesso: TeamIdentifier is ignored on ${os}; Apple's schema: "This key is required on macOS and ignored elsewhere."`
+    for (const os of ['iOS', 'visionOS'] as const) {
+      expect(profileSchemaProblems(profile, other(user(os)))).toEqual([])
+      expect(warnings(profile, other(user(os)))).toEqual([ignored(os)])
+    }
+    expect(checkProfile(profile, other(user('macOS')))).toEqual([])
+    // A key that is n/a on a platform without that sentence stays an error (PlatformSSO on iOS, below).
   })
 })
 
@@ -140,13 +152,16 @@ describe('one problem per rule', () => {
     payload(mode, 'com.apple.mdm').EnrollmentMode = 'DEP'
     expect(profileSchemaProblems(mode, device('iOS'))).toEqual([
       'com.apple.mdm: EnrollmentMode is "DEP", not one of BYOD, ADDE',
-      'com.apple.mdm: EnrollmentMode is DEP, but device enrollment needs ADDE',
+      'EnrollmentMode is "DEP" but discovery said mdm-adde (which needs ADDE): a device would cancel enrollment',
     ])
   })
 
   it('EnrollmentMode of the other enrollment', () => {
-    expect(profileSchemaProblems(byod(), device('iOS'))).toEqual(['com.apple.mdm: EnrollmentMode is BYOD, but device enrollment needs ADDE'])
-    expect(profileSchemaProblems(adde(), user('visionOS'))).toContain('com.apple.mdm: EnrollmentMode is ADDE, but user enrollment needs BYOD')
+    expect(profileSchemaProblems(byod(), device('iOS'))).toEqual([
+      'EnrollmentMode is "BYOD" but discovery said mdm-adde (which needs ADDE): a device would cancel enrollment',
+      'the profile has no AccessRights, which device enrollment requires (the rights the server is granted): a device would cancel enrollment',
+    ])
+    expect(profileSchemaProblems(adde(), user('visionOS'))).toContain('EnrollmentMode is "ADDE" but discovery said mdm-byod (which needs BYOD): a device would cancel enrollment')
   })
 
   it.each(PLATFORMS)('AccessRights in a BYOD profile on %s', (platform) => {
@@ -229,10 +244,7 @@ describe('one problem per rule', () => {
     const sso: PlistDict = { ...credentialPayload, PayloadIdentifier: 'test.sso', PayloadUUID: randomUUID(), PayloadVersion: 1, TeamIdentifier: 'ABCDE12345', PlatformSSO: { LoginFrequency: 60 } }
     ;(profile.PayloadContent as PlistDict[]).push(sso)
     expect(profileSchemaProblems(profile, user('macOS'))).toEqual(['com.apple.extensiblesso: PlatformSSO.LoginFrequency is 60, below the minimum 3600'])
-    expect(profileSchemaProblems(profile, user('iOS'))).toEqual([
-      'com.apple.extensiblesso: TeamIdentifier is not available on iOS',
-      'com.apple.extensiblesso: PlatformSSO is not available on iOS',
-    ])
+    expect(profileSchemaProblems(profile, user('iOS'))).toEqual(['com.apple.extensiblesso: PlatformSSO is not available on iOS'])
   })
 
   it('a payload type the rules do not cover, a missing PayloadType, and two MDM payloads', () => {
