@@ -65,6 +65,8 @@ const COMMANDS = Number(env.BENCH_COMMANDS ?? 1_000_000)
 const COMMANDS_PER_DEVICE = Number(env.BENCH_COMMANDS_PER_DEVICE ?? 200)
 const ADMIN_URL = env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
 const ONLY = env.BENCH_ONLY?.split(',')
+/** One secret for every server started on the benchmark's database: it seals the keys stored there. */
+const SERVER_SECRET = randomBytes(32).toString('base64')
 const ROOT = path.resolve(import.meta.dirname, '../..')
 const run = (part: string) => !ONLY || ONLY.includes(part)
 
@@ -103,7 +105,7 @@ async function startServer(databaseUrl: string | undefined, extra: Record<string
       PORT: String(port),
       HOST: '127.0.0.1',
       SERVER_URL: base,
-      ...(databaseUrl ? { DATABASE_URL: databaseUrl, SERVER_SECRET: randomBytes(32).toString('base64') } : {}),
+      ...(databaseUrl ? { DATABASE_URL: databaseUrl, SERVER_SECRET } : {}),
       DATA_DIR: dataDir,
       ORG_NAME: 'Bench',
       // As the Docker image and the systemd unit of docs/deploy.md run it (docs/deploy.md#memory).
