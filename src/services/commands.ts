@@ -108,7 +108,7 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
     if (report.Status === 'Idle' || !report.CommandUUID) return undefined
     if (report.Status === 'NotNow') return putAside(db, channel.id, report.CommandUUID, now)
     // Stored as the device sent it.
-    return storeResult(db, channel.id, report.CommandUUID, FINAL[report.Status]!, reportToJson(raw) as object, now)
+    return storeResult(deps.sql, channel.id, report.CommandUUID, FINAL[report.Status]!, reportToJson(raw) as object, now)
   }
 
   return {

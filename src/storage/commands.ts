@@ -68,14 +68,24 @@ export type ReportOutcome = 'stored' | 'duplicate' | 'unknown'
 /**
  * Stores a final result (Acknowledged, Error, CommandFormatError) for the channel's own command: the
  * first report wins, a repeated one is a duplicate, a CommandUUID this channel was not sent is unknown.
+ * One round trip on the hot path (named statement); the status condition is on the updated row itself,
+ * so of two concurrent reports Postgres re-checks the second against the first's write and stores one.
  */
-export async function storeResult(db: Db, mdmChannelId: string, commandUuid: string, status: FinalStatus, result: Prisma.InputJsonValue, now: Date): Promise<ReportOutcome> {
-  const { count } = await db.mdmCommand.updateMany({
-    where: { commandUuid, mdmChannelId, status: { notIn: ['acknowledged', 'error', 'format_error'] } },
-    data: { status, result, completedAt: now },
-  })
-  if (count === 1) return 'stored'
-  return (await db.mdmCommand.count({ where: { commandUuid, mdmChannelId } })) ? 'duplicate' : 'unknown'
+const STORE_RESULT = {
+  name: 'mdm_store_result',
+  text: `WITH target AS (SELECT id FROM mdm_commands WHERE command_uuid = $2 AND mdm_channel_id = $1),
+    stored AS (
+      UPDATE mdm_commands m SET status = $3, result = $4::jsonb, completed_at = $5
+      FROM target WHERE m.id = target.id AND m.status NOT IN ('acknowledged', 'error', 'format_error')
+      RETURNING m.id
+    )
+    SELECT (SELECT count(*) FROM stored)::int AS stored, (SELECT count(*) FROM target)::int AS known`,
+}
+
+export async function storeResult(sql: Sql, mdmChannelId: string, commandUuid: string, status: FinalStatus, result: Prisma.InputJsonValue, now: Date): Promise<ReportOutcome> {
+  const [row] = await sql.query<{ stored: number; known: number }>(STORE_RESULT, [mdmChannelId, commandUuid, status, JSON.stringify(result), now])
+  if (row!.stored === 1) return 'stored'
+  return row!.known ? 'duplicate' : 'unknown'
 }
 
 /** NotNow: the command waits for the channel's next Idle. */
