@@ -88,6 +88,26 @@ export function parsePlist(input: Uint8Array | string, limits: PlistLimits = {})
       throw new PlistError('plist is not valid UTF-8')
     }
   }
+  const root = readSimplePlist(xml, maxDepth) ?? readXmlPlist(xml, maxDepth)
+  const items = elementChildren(root)
+  if (items.length !== 1) throw new PlistError('<plist> must contain exactly one value')
+  return readValue(items[0]!)
+}
+
+/** `parsePlist` through the full path only (scanXml and the XML parser): the fast path is tested against it. */
+export function parsePlistWithXmlParser(xml: string, limits: PlistLimits = {}): PlistValue {
+  const items = elementChildren(readXmlPlist(xml, limits.maxDepth ?? DEFAULTS.maxDepth))
+  if (items.length !== 1) throw new PlistError('<plist> must contain exactly one value')
+  return readValue(items[0]!)
+}
+
+/** Whether `xml` takes the fast path (tests: the plists devices send do). */
+export function takesFastPath(xml: string, maxDepth = DEFAULTS.maxDepth): boolean {
+  return readSimplePlist(xml, maxDepth) !== undefined
+}
+
+/** The full path: scanXml's bounds, then the XML parser with every error fatal; the <plist> element. */
+function readXmlPlist(xml: string, maxDepth: number): Element {
   prescan(xml, maxDepth)
   let root: Element | null
   try {
@@ -106,9 +126,78 @@ export function parsePlist(input: Uint8Array | string, limits: PlistLimits = {})
   if (!root || root.nodeName !== 'plist') throw new PlistError('the root element is not <plist>')
   // Already refused by the scan; kept as a cheap check on the tree the parser built (see xml-limits.ts).
   if (elementDepthExceeds(root, maxDepth + 1)) throw new PlistError(`plist nested deeper than ${maxDepth}`)
-  const items = elementChildren(root)
-  if (items.length !== 1) throw new PlistError('<plist> must contain exactly one value')
-  return readValue(items[0]!)
+  return root
+}
+
+/**
+ * The fast path for the plists devices send on every check-in: the XML declaration, Apple's DOCTYPE,
+ * `<plist version="1.0">` and plist elements without attributes, text with the five predefined entities
+ * only, no comments, CDATA, character references or carriage returns. Such a document is read into the
+ * few DOM-like nodes `readValue` walks (the same walker, so the same rules and values as the XML parser's
+ * tree); anything else, or anything past the depth or element bounds, returns undefined and takes the
+ * full path (scanXml, the XML parser), which decides. A differential test holds the two to the same
+ * answers (test/protocol/plist-fast-path.test.ts).
+ */
+const SIMPLE_PROLOG = /^(?:<\?xml version="1\.0" encoding="UTF-8"\?>[ \t\n]*)?(?:<!DOCTYPE plist PUBLIC "-\/\/Apple\/\/DTD PLIST 1\.0\/\/EN" "http:\/\/www\.apple\.com\/DTDs\/PropertyList-1\.0\.dtd">[ \t\n]*)?<plist(?: version="1\.0")?>/
+const SIMPLE_NAMES = new Set(['dict', 'array', 'key', 'string', 'integer', 'real', 'date', 'data', 'true', 'false'])
+const ENTITIES: Record<string, string> = { '&lt;': '<', '&gt;': '>', '&amp;': '&', '&quot;': '"', '&apos;': "'" }
+
+interface SimpleNode {
+  nodeType: number
+  nodeName: string
+  nodeValue: string | null
+  firstChild: SimpleNode | null
+  nextSibling: SimpleNode | null
+}
+
+function readSimplePlist(xml: string, maxDepth: number): Element | undefined {
+  if (xml.includes('\r') || xml.includes(']]>') || XML_ILLEGAL_CHARACTERS.test(xml)) return undefined
+  const prolog = SIMPLE_PROLOG.exec(xml)
+  if (!prolog) return undefined
+  const root: SimpleNode = { nodeType: ELEMENT_NODE, nodeName: 'plist', nodeValue: null, firstChild: null, nextSibling: null }
+  const stack: { node: SimpleNode; last: SimpleNode | null }[] = [{ node: root, last: null }]
+  const append = (child: SimpleNode) => {
+    const top = stack[stack.length - 1]!
+    if (top.last) top.last.nextSibling = child
+    else top.node.firstChild = child
+    top.last = child
+  }
+  let elements = 1
+  let i = prolog[0].length
+  while (i < xml.length) {
+    const lt = xml.indexOf('<', i)
+    if (lt < 0) return undefined
+    if (lt > i) {
+      const raw = xml.slice(i, lt)
+      let text = raw
+      if (raw.includes('&')) {
+        text = raw.replace(/&[a-z]*;?/g, (e) => ENTITIES[e] ?? '\u0000')
+        if (text.includes('\u0000')) return undefined
+      }
+      append({ nodeType: TEXT_NODE, nodeName: '#text', nodeValue: text, firstChild: null, nextSibling: null })
+    }
+    const gt = xml.indexOf('>', lt)
+    if (gt < 0) return undefined
+    const tag = xml.slice(lt + 1, gt)
+    i = gt + 1
+    if (tag.startsWith('/')) {
+      const name = tag.slice(1)
+      const top = stack.pop()!
+      if (top.node.nodeName !== name) return undefined
+      if (stack.length === 0) return /^[ \t\n]*$/.test(xml.slice(i)) ? (root as unknown as Element) : undefined
+      continue
+    }
+    const empty = tag.endsWith('/')
+    const name = empty ? tag.slice(0, -1) : tag
+    if (!SIMPLE_NAMES.has(name)) return undefined
+    if (++elements > PLIST_XML_LIMITS.maxElements) return undefined
+    // <plist> is one level; the bound is maxDepth + 1 levels in all, empty elements included.
+    if (stack.length + 1 > maxDepth + 1) return undefined
+    const node: SimpleNode = { nodeType: ELEMENT_NODE, nodeName: name, nodeValue: null, firstChild: null, nextSibling: null }
+    append(node)
+    if (!empty) stack.push({ node, last: null })
+  }
+  return undefined
 }
 
 const ELEMENT_NODE = 1
