@@ -78,44 +78,41 @@ export interface Mutation {
 }
 
 /**
- * Positions of DER length octets in `input`: a walk that follows every TLV header it can read (also
- * inside OCTET STRINGs and BIT STRINGs that happen to hold DER), so that length mutations hit real
- * lengths rather than random bytes.
+ * Positions of length octets in DER or BER `input`: one linear walk that steps into every constructed
+ * element (definite or indefinite length) and into OCTET STRINGs that hold a SEQUENCE, and over every
+ * other primitive, so that length mutations hit real lengths rather than random bytes.
  */
 export function derLengthOffsets(input: Uint8Array, limit = 4_000): number[] {
   const out: number[] = []
-  const walk = (start: number, end: number, depth: number) => {
-    let i = start
-    while (i < end && out.length < limit && depth < 40) {
-      const tag = input[i]!
-      let j = i + 1
-      if ((tag & 0x1f) === 0x1f) {
-        while (j < end && input[j]! & 0x80) j++
-        j++
-      }
-      if (j >= end) return
-      const lengthAt = j
-      const first = input[j]!
-      let length: number
-      if (first < 0x80) {
-        length = first
-        j++
-      } else {
-        const n = first & 0x7f
-        if (n === 0 || n > 4 || j + 1 + n > end) return
-        length = 0
-        for (let k = 0; k < n; k++) length = length * 256 + input[j + 1 + k]!
-        j += 1 + n
-      }
-      if (j + length > end) return
-      out.push(lengthAt)
-      const constructed = (tag & 0x20) !== 0
-      if (constructed) walk(j, j + length, depth + 1)
-      else if ((tag === 0x04 || tag === 0x03) && length > 2) walk(tag === 0x03 ? j + 1 : j, j + length, depth + 1)
-      i = j + length
+  let i = 0
+  while (i < input.length && out.length < limit) {
+    const tag = input[i]!
+    let j = i + 1
+    if ((tag & 0x1f) === 0x1f) {
+      while (j < input.length && input[j]! & 0x80) j++
+      j++
     }
+    if (j >= input.length) break
+    const lengthAt = j
+    const first = input[j]!
+    let length = -1
+    if (first < 0x80) {
+      length = first
+      j++
+    } else if (first === 0x80) {
+      j++
+    } else {
+      const n = first & 0x7f
+      if (n > 4 || j + 1 + n > input.length) break
+      length = 0
+      for (let k = 0; k < n; k++) length = length * 256 + input[j + 1 + k]!
+      j += 1 + n
+    }
+    if (length > input.length - j) break
+    out.push(lengthAt)
+    const descend = (tag & 0x20) !== 0 || length < 0 || (tag === 0x04 && input[j] === 0x30)
+    i = descend ? j : j + length
   }
-  walk(0, input.length, 0)
   return out
 }
 
