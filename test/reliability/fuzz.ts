@@ -149,8 +149,10 @@ export function mutationArb(options: { derOffsets?: number[]; tokens?: string[] 
     fc.tuple(at, at).map(([f, g]) => ({
       kind: 'duplicate',
       apply: (b: Uint8Array) => {
-        const [s, e] = [pos(f, b.length), pos(g, b.length)].sort((x, y) => x - y)
-        return Buffer.concat([b.subarray(0, e!), b.subarray(s!, e!), b.subarray(e!)])
+        const [s, e0] = [pos(f, b.length), pos(g, b.length)].sort((x, y) => x - y) as [number, number]
+        // Never an empty range: a duplicate that changes nothing is not a mutation.
+        const e = Math.max(e0, Math.min(s + 1, b.length))
+        return Buffer.concat([b.subarray(0, e), b.subarray(s, e), b.subarray(e)])
       },
     })),
     fc.tuple(at, fc.array(fc.tuple(at, byte), { minLength: 2, maxLength: 8 })).map(([, flips]) => ({
@@ -205,3 +207,21 @@ export function applyAll(input: Uint8Array, mutations: Mutation[]): Buffer {
 }
 
 export const kinds = (mutations: Mutation[]) => mutations.map((m) => m.kind).join('+')
+
+/**
+ * Sends one request through the real app and files the outcome: 2xx/3xx accepted, 4xx refused, 5xx a
+ * fiveHundred, a thrown error (inject rejects only when the app breaks) a crash. Returns the response.
+ */
+export async function classifyResponse<R extends { statusCode: number; body: string }>(tally: Tally, send: () => Promise<R>, describe: () => string): Promise<R | undefined> {
+  const start = performance.now()
+  try {
+    const res = await send()
+    const ms = performance.now() - start
+    const outcome: Outcome = res.statusCode >= 500 ? 'fiveHundreds' : res.statusCode >= 400 ? 'refused' : 'accepted'
+    tally.add(outcome, ms, () => `${res.statusCode} ${res.body.slice(0, 200)} <- ${describe()}`)
+    return res
+  } catch (err) {
+    tally.add('crashes', performance.now() - start, () => `${(err as Error)?.stack ?? String(err)} <- ${describe()}`)
+    return undefined
+  }
+}
