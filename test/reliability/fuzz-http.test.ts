@@ -73,7 +73,7 @@ describe('enroll body', () => {
       }),
       { numRuns: runs(100, 2000) },
     )
-    extra['HTTP enroll body'] = { refusedWrote }
+    extra['HTTP enroll body'] = { 'refused that wrote': refusedWrote }
     expect(x.failures).toBe('')
     expect(refusedWrote).toBe(0)
     expect(x.refused).toBeGreaterThan(x.inputs / 2)
@@ -144,7 +144,7 @@ describe('SCEP PKIOperation', () => {
       { numRuns: runs(200) },
     )
     const issued = await t.app.db.prisma.deviceCertificate.count({ where: { scepChallengeId: id } })
-    extra['HTTP SCEP PKIOperation'] = { certificatesIssued: issued }
+    extra['HTTP SCEP PKIOperation'] = { 'certificates issued': issued }
     expect(x.failures).toBe('')
     expect(issued).toBeLessThanOrEqual(1)
   }, FILE_TIMEOUT)

@@ -24,7 +24,7 @@ beforeAll(async () => {
   t = await buildTestApp({ env: { ...idp.env, SSO_RATE_LIMIT: '1000000' } })
 }, 120_000)
 afterAll(async () => {
-  for (const [name, x] of Object.entries(tallies)) x.record(`fuzz: ${name}`, { tokensMinted: minted[name] ?? 0 })
+  for (const [name, x] of Object.entries(tallies)) x.record(`fuzz: ${name}`, { 'tokens minted': minted[name] ?? 0 })
   await t?.close()
 })
 

@@ -46,7 +46,8 @@ export class Tally {
 
   record(suite: string, extra: Record<string, number> = {}): void {
     const { inputs, accepted, refused, crashes, fiveHundreds, hangs, slowestMs } = this
-    recordFigures(suite, { inputs, accepted, refused, crashes, fiveHundreds, hangs, slowestMs: Math.round(slowestMs), ...extra })
+    // Column names as scripts/reliability-report.mjs prints them ('5xx', shared with the fault drills).
+    recordFigures(suite, { inputs, accepted, refused, crashes, '5xx': fiveHundreds, hangs, 'slowest ms': Math.round(slowestMs), ...extra })
   }
 
   /** The property every fuzzer asserts at the end. */

@@ -76,7 +76,7 @@ describe('one limit for all processes on one database', () => {
     for (const r of retryAfter) expect(Number(r)).toBeGreaterThan(0)
     // Another client is not affected on either instance.
     expect((await send(b.app, '198.51.100.77')).statusCode).not.toBe(429)
-    recordFigures(`rate limit shared: ${name}`, { processes: 2, limit: LIMIT, sent: LIMIT + 2, allowed: statuses.filter((s) => s !== 429).length, limited: statuses.filter((s) => s === 429).length })
+    recordFigures(`rate limit on 2 instances: ${name}`, { inputs: LIMIT + 2, accepted: statuses.filter((s) => s !== 429).length, refused: statuses.filter((s) => s === 429).length, limit: LIMIT })
   })
 
   it('token endpoint: the request past the limit is an OAuth 429 on either instance, minting nothing', async () => {
@@ -96,7 +96,7 @@ describe('one limit for all processes on one database', () => {
     }
     expect(statuses).toEqual([...Array(LIMIT).fill(400), 429, 429])
     expect(await oa.app.db.prisma.accessToken.count()).toBe(0)
-    recordFigures('rate limit shared: token endpoint', { processes: 2, limit: LIMIT, sent: LIMIT + 2, allowed: LIMIT, limited: 2 })
+    recordFigures('rate limit on 2 instances: token endpoint', { inputs: LIMIT + 2, accepted: LIMIT, refused: 2, limit: LIMIT })
   })
 
   it('groups count on their own, and a window that ended starts again at one', async () => {
@@ -119,7 +119,7 @@ describe('one limit for all processes on one database', () => {
     const statuses = results.map((r) => r.statusCode)
     expect(statuses.filter((s) => s === 200)).toHaveLength(LIMIT)
     expect(statuses.filter((s) => s === 429)).toHaveLength(12 - LIMIT)
-    recordFigures('rate limit shared: concurrent burst', { processes: 2, limit: LIMIT, sent: 12, allowed: LIMIT, limited: 12 - LIMIT, fiveHundreds: statuses.filter((s) => s >= 500).length })
+    recordFigures('rate limit on 2 instances: concurrent burst', { inputs: 12, accepted: LIMIT, refused: 12 - LIMIT, limit: LIMIT, '5xx': statuses.filter((s) => s >= 500).length })
   })
 })
 

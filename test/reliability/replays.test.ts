@@ -62,7 +62,7 @@ describe('the same SAMLResponse at once on two instances', () => {
     expect(results.filter((r) => r.statusCode === 400)).toHaveLength(N - 1)
     const minted = (await counts(a.app)).tokens - before.tokens
     expect(minted).toBe(1)
-    recordFigures('replay: SAMLResponse x8 on 2 instances', { inputs: N, accepted, duplicateRows: minted - 1, fiveHundreds: results.filter((r) => r.statusCode >= 500).length })
+    recordFigures('replay: SAMLResponse x8 on 2 instances', { inputs: N, accepted, 'duplicate rows': minted - 1, '5xx': results.filter((r) => r.statusCode >= 500).length })
   })
 })
 
@@ -84,7 +84,7 @@ describe('OAuth 2 on two instances', () => {
     const after = await tokenRows(oa.app)
     expect(after.grants - before.grants).toBe(1)
     expect(after.accessTokens - before.accessTokens).toBe(1)
-    recordFigures('replay: OAuth 2 code x8 on 2 instances', { inputs: N, accepted, duplicateRows: after.grants - before.grants - 1, fiveHundreds: results.filter((r) => r.statusCode >= 500).length })
+    recordFigures('replay: OAuth 2 code x8 on 2 instances', { inputs: N, accepted, 'duplicate rows': after.grants - before.grants - 1, '5xx': results.filter((r) => r.statusCode >= 500).length })
   })
 
   it('the same refresh token at once: at most one new token, and the grant ends with no live token', async () => {
@@ -99,7 +99,7 @@ describe('OAuth 2 on two instances', () => {
     expect(await prisma.accessToken.count({ where: { oauth2GrantId, revokedAt: null } })).toBe(0)
     const minted = (await tokenRows(oa.app)).accessTokens - before.accessTokens
     expect(minted).toBe(accepted)
-    recordFigures('replay: refresh token x8 on 2 instances', { inputs: N, accepted, duplicateRows: Math.max(0, minted - 1), liveTokensAfter: 0 })
+    recordFigures('replay: refresh token x8 on 2 instances', { inputs: N, accepted, 'duplicate rows': Math.max(0, minted - 1), 'live tokens after': 0 })
   })
 })
 
@@ -116,7 +116,7 @@ describe('SCEP on two instances', () => {
     expect(replies.filter((r) => r.status === 'FAILURE' && r.failInfo === 'badRequest')).toHaveLength(N - 1)
     const issued = await a.app.db.prisma.deviceCertificate.count({ where: { scepChallengeId: id } })
     expect(issued).toBe(1)
-    recordFigures('replay: SCEP challenge x8 on 2 instances', { inputs: N, accepted, duplicateRows: issued - 1 })
+    recordFigures('replay: SCEP challenge x8 on 2 instances', { inputs: N, accepted, 'duplicate rows': issued - 1 })
   })
 })
 
@@ -132,7 +132,7 @@ describe('check-in on two instances', () => {
     const enrollment = await prisma.mdmEnrollment.findFirstOrThrow({ where: { enrollmentId: device.enrollmentId } })
     expect(await prisma.mdmEnrollmentCertificate.count({ where: { mdmEnrollmentId: enrollment.id } })).toBe(1)
     expect(await prisma.mdmChannel.count({ where: { mdmEnrollmentId: enrollment.id } })).toBe(1)
-    recordFigures('replay: Authenticate x8 on 2 instances', { inputs: N, accepted: N, duplicateRows: enrollments - 1 })
+    recordFigures('replay: Authenticate x8 on 2 instances', { inputs: N, accepted: N, 'duplicate rows': enrollments - 1 })
   })
 
   it('the same Acknowledged at once, each with a different result: 200 each, the first result stored once and kept', async () => {
@@ -164,6 +164,6 @@ describe('check-in on two instances', () => {
     const late = await other.put(buildCommandReport({ EnrollmentID: device.enrollmentId, Status: 'Acknowledged', CommandUUID: uuid, Attempt: 99 }), { contentType: COMMAND })
     expect(late.statusCode).toBe(200)
     expect(((await prisma.mdmCommand.findUniqueOrThrow({ where: { commandUuid: uuid } })).result as { Attempt: number }).Attempt).toBe(stored)
-    recordFigures('replay: Acknowledged x8 on 2 instances', { inputs: N, accepted: N - ignored, duplicateRows: rows.length - 1 })
+    recordFigures('replay: Acknowledged x8 on 2 instances', { inputs: N, accepted: N - ignored, 'duplicate rows': rows.length - 1 })
   })
 })

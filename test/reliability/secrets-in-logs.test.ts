@@ -204,7 +204,7 @@ describe.each(METHODS)('secrets in the logs of a whole enrollment: $name', (meth
       }
     }
     expect(leaks).toEqual([])
-    recordFigures(`secrets in logs: ${method.name}`, { logLines: lines.length, secretKinds: secrets.byKind.size, secretValues: [...secrets.byKind.values()].reduce((n, s) => n + s.size, 0), leaks: leaks.length })
+    recordFigures(`secrets in logs: ${method.name}`, { 'log lines': lines.length, 'secret kinds': secrets.byKind.size, 'secret values': [...secrets.byKind.values()].reduce((n, s) => n + s.size, 0), leaks: leaks.length })
   }, 180_000)
 })
 
