@@ -13,7 +13,7 @@ import { AppError } from '../../src/errors.js'
 import { buildCommandReport, parseCheckin, parseCommandReport } from '../../src/protocol/checkin.js'
 import { buildPlist, parsePlist, type PlistValue } from '../../src/protocol/plist.js'
 import { fixtureBytes } from '../helpers/fixtures.js'
-import { applyAll, classify, FILE_TIMEOUT, hex, kinds, mutationsArb, runs, Tally } from './fuzz.js'
+import { applyAll, classify, hex, kinds, mutationsArb, runs, Tally } from './fuzz.js'
 
 const refusal = (err: unknown) => err instanceof AppError && err.status === 400
 
