@@ -148,6 +148,31 @@ describe('SCEP PKIOperation', () => {
     expect(issued).toBeLessThanOrEqual(1)
   }, FILE_TIMEOUT)
 
+  it('PKIOperation by GET (the message Base64 in the query), mutated: a CertRep or a 400, never a 5xx', async () => {
+    const x = tally('HTTP SCEP PKIOperation (GET)')
+    const enrollment = await createEnrollment(t.app)
+    const { id, challenge } = await enrollment.challenge()
+    const request = scepRequest(t.app, { challenge, keys: rsaKeys() })
+    const offsets = derLengthOffsets(request.der)
+    await fc.assert(
+      fc.asyncProperty(fc.array(mutationArb({ derOffsets: offsets }), { minLength: 1, maxLength: 3 }), fc.boolean(), async (mutations, mangleText) => {
+        let message = applyAll(request.der, mutations).toString('base64')
+        // Sometimes the Base64 text itself: URL-safe letters, a cut, a stray character.
+        if (mangleText) message = message.replaceAll('+', '-').slice(0, Math.max(1, message.length - (mutations.length * 7) % 13)) + (mutations.length > 1 ? '%' : '')
+        const url = `${SCEP_PATH}?operation=PKIOperation&message=${encodeURIComponent(message)}`
+        await classifyResponse(x, () => t.app.inject({ url }), () => `${kinds(mutations)} text=${mangleText}`)
+      }),
+      { numRuns: runs(100, 2000) },
+    )
+    expect(x.failures).toBe('')
+    // The unmutated message by GET is valid (the fuzzer starts from a request the server answers with a
+    // CertRep), and the challenge still yields at most one certificate.
+    const original = await t.app.inject({ url: `${SCEP_PATH}?operation=PKIOperation&message=${encodeURIComponent(request.der.toString('base64'))}` })
+    expect(original.statusCode).toBe(200)
+    expect(original.headers['content-type']).toBe('application/x-pki-message')
+    expect(await t.app.db.prisma.deviceCertificate.count({ where: { scepChallengeId: id } })).toBeLessThanOrEqual(1)
+  }, FILE_TIMEOUT)
+
   it('GET with random operations and messages: an answer, never a 5xx', async () => {
     const x = tally('HTTP SCEP GET')
     await fc.assert(

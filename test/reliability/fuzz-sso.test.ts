@@ -24,7 +24,7 @@ beforeAll(async () => {
   t = await buildTestApp({ env: { ...idp.env, SSO_RATE_LIMIT: '1000000' } })
 }, 120_000)
 afterAll(async () => {
-  for (const [name, x] of Object.entries(tallies)) x.record(`fuzz: ${name}`, { 'tokens minted': minted[name] ?? 0 })
+  for (const [name, x] of Object.entries(tallies)) x.record(`fuzz: ${name}`, name in minted ? { 'tokens minted': minted[name]! } : {})
   await t?.close()
 })
 
@@ -98,5 +98,33 @@ describe('SAML assertion consumer', () => {
         build: (forms) => applyAll(Buffer.from(new URLSearchParams(forms[which]!).toString(), 'latin1'), mutations),
       })),
     )
+  }, FILE_TIMEOUT)
+
+  it('the sign-in page query and the start endpoint JSON: a page or a JSON answer each, no 5xx, a stored request only for an accepted start', async () => {
+    const page = tally('SSO page query')
+    const start = tally('SSO start JSON')
+    const identifier = fc.oneof(fc.emailAddress(), fc.string({ unit: 'grapheme', maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 40 }), fc.constant(`${'a'.repeat(400)}@example.com`), fc.constant('<script>alert(1)</script>@example.com'))
+    const token = fc.oneof(fc.constant(t.app.defaultTeam.enrollmentToken), fc.string({ maxLength: 40 }), fc.constant('x'.repeat(300)))
+    const before = await t.app.db.prisma.samlAuthnRequest.count()
+    await fc.assert(
+      fc.asyncProperty(fc.option(identifier), fc.option(token), fc.oneof(fc.constant(undefined), fc.json({ maxDepth: 3 })), async (id, team, junk) => {
+        const q = new URLSearchParams()
+        if (id !== null) q.set('user-identifier', id)
+        const url = team === null ? `/mdm/sso?${q}` : `/mdm/sso/${encodeURIComponent(team)}?${q}`
+        const res = await classifyResponse(page, () => t.app.inject({ url }), () => url.slice(0, 200))
+        // A path segment over the router's limit is refused before any route is chosen: 414 JSON (app.ts).
+        if (res && res.statusCode < 500 && res.statusCode !== 414) expect(String(res.headers['content-type']), `${res.statusCode} ${url.slice(0, 120)}`).toMatch(/^text\/html/)
+        // Whatever the page shows, typed input is escaped: no markup of ours comes back.
+        if (res) expect(res.body).not.toContain('<script>alert(1)</script>')
+        const body = junk ?? JSON.stringify({ enrollmentToken: team, userIdentifier: id })
+        const answer = await classifyResponse(start, () => t.app.inject({ method: 'POST', url: '/api/v1/mdm/sso', headers: { 'content-type': 'application/json' }, payload: body }), () => body.slice(0, 200))
+        if (answer && answer.statusCode < 500) expect(String(answer.headers['content-type'])).toMatch(/^application\/json/)
+      }),
+      { numRuns: runs(200, 3000) },
+    )
+    expect(page.failures).toBe('')
+    expect(start.failures).toBe('')
+    // Each accepted start stored one AuthnRequest; refusals stored nothing.
+    expect((await t.app.db.prisma.samlAuthnRequest.count()) - before).toBe(start.accepted)
   }, FILE_TIMEOUT)
 })
