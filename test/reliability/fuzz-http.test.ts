@@ -73,6 +73,8 @@ describe('enroll body', () => {
       { numRuns: runs(100, 2000) },
     )
     extra['HTTP enroll body'] = { 'refused that wrote': refusedWrote }
+    // The unmutated body with a fresh token gets a profile: the fuzzer starts from a valid request.
+    expect((await postEnroll(t.app, { body: enrollBody, token: (await signIn(t.app)).token })).statusCode).toBe(200)
     expect(x.failures).toBe('')
     expect(refusedWrote).toBe(0)
     expect(x.refused).toBeGreaterThan(x.inputs / 2)
@@ -124,6 +126,8 @@ describe('check-in and command channel', () => {
     expect(x.failures).toBe('')
     expect(statuses.get(401) ?? 0).toBe(0)
     expect([...statuses.keys()].every((s) => s === 200 || s === 400 || s === 403), JSON.stringify([...statuses])).toBe(true)
+    // The unmutated signature is accepted: what was refused was refused for the mutation.
+    expect((await device.put(body, { contentType: COMMAND, signature: signature.toString('base64') })).statusCode).toBe(200)
   }, FILE_TIMEOUT)
 })
 
@@ -142,6 +146,9 @@ describe('SCEP PKIOperation', () => {
       }),
       { numRuns: runs(200) },
     )
+    // The unmutated message is valid: the fuzzer starts from a request the server answers with a CertRep.
+    const original = await postPkiOperation(t.app, request.der)
+    expect(original.statusCode).toBe(200)
     const issued = await t.app.db.prisma.deviceCertificate.count({ where: { scepChallengeId: id } })
     extra['HTTP SCEP PKIOperation'] = { 'certificates issued': issued }
     expect(x.failures).toBe('')
