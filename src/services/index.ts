@@ -21,6 +21,7 @@ import type { ServerKeys } from './keys.js'
 import { createMdmAccess } from './mdm-access.js'
 import { createOAuth2Service, type OAuth2Service } from './oauth2.js'
 import { createPushService, type PushLogger, type PushService } from './push.js'
+import { createRateLimitService, type RateLimitService } from './rate-limits.js'
 import { createSsoService, type SsoService } from './sso.js'
 import { ScepService } from './scep.js'
 import { createTeamService, type TeamService } from './teams.js'
@@ -53,6 +54,8 @@ export interface Services {
   users: UserService
   /** The Apple Business Manager connection (discovery fallback, GetToken com.apple.maid). */
   abm: AbmService
+  /** Request counters of the rate limits, shared by every process. */
+  rateLimits: RateLimitService
 }
 
 export function createServices(deps: ServiceDeps): Services {
@@ -84,5 +87,6 @@ export function createServices(deps: ServiceDeps): Services {
     teams: createTeamService(deps),
     users: createUserService(deps),
     abm,
+    rateLimits: createRateLimitService(deps),
   }
 }

@@ -4,15 +4,15 @@
  *
  * Authentication: `Authorization: Bearer <ADMIN_API_TOKEN>`, compared in constant time; anything else is
  * 401. With ADMIN_API_TOKEN unset no admin route exists (404) and the start-up banner says how to enable
- * it. Requests per minute per client address are limited (ADMIN_RATE_LIMIT). Every change an
+ * it. Requests per minute per client address are limited (ADMIN_RATE_LIMIT, counted in the database for all processes). Every change an
  * administrator makes is one log line `admin: <action>` saying what changed (`audit`).
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance } from 'fastify'
 import { TooManyRequestsError } from '../../errors.js'
 import { UnauthorizedError } from './audit.js'
 import { ADMIN_PREFIX } from '../../plugins/openapi.js'
+import { registerRateLimit } from '../rate-limit.js'
 import abmRoutes from './abm.js'
 import commandRoutes from './commands.js'
 import declarationRoutes from './declarations.js'
@@ -30,7 +30,7 @@ export default async function adminRoutes(app: FastifyInstance) {
 
   await app.register(
     async (scope) => {
-      await scope.register(rateLimit, { global: false, max: admin.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
+      await registerRateLimit(scope, 'admin', { global: false, max: admin.rateLimitPerMinute, errorResponseBuilder: () => new TooManyRequestsError() })
       // The limit is a scope hook added before the token check, so failed guesses count too: the plugin's
       // own per-route hooks would run after the check and never see a request it refused.
       scope.addHook('onRequest', scope.rateLimit())

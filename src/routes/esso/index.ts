@@ -8,17 +8,17 @@
  * the content is what every device of the team gets. An unknown team, or a team without Enrollment SSO,
  * is a 404 JSON. Rate limited like discovery and enroll (ENROLL_RATE_LIMIT).
  */
-import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { TooManyRequestsError } from '../../errors.js'
+import { registerRateLimit } from '../rate-limit.js'
 
 const token = z.string().min(1).max(128)
 
 export default async function essoRoutes(base: FastifyInstance) {
   const app = base.withTypeProvider<ZodTypeProvider>()
-  await app.register(rateLimit, { max: app.config.enrollment.rateLimitPerMinute, timeWindow: 60_000, errorResponseBuilder: () => new TooManyRequestsError() })
+  await registerRateLimit(app, 'esso', { max: app.config.enrollment.rateLimitPerMinute, errorResponseBuilder: () => new TooManyRequestsError() })
   const esso = app.services.esso
 
   // Exactly application/json, as Apple's article shows; never cached (settings change).

@@ -2,22 +2,21 @@
  * `POST /api/v1/mdm/oauth2/token/:enrollmentToken` (and `/api/v1/mdm/oauth2/token` for the Default team): the `token-url` of the `apple-oauth2` challenge
  * (PROTOCOL.md section 4, RFC 6749 sections 4.1.3 and 6). Form body in, JSON out, every answer
  * `Cache-Control: no-store` (RFC 6749 section 5.1); errors are `{"error", "error_description"}`
- * (section 5.2). Rate limited per client address (OAUTH2_RATE_LIMIT per minute, per process).
+ * (section 5.2). Rate limited per client address (OAUTH2_RATE_LIMIT per minute, counted in the database for all processes).
  */
-import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isDatabaseUnavailable } from '../../errors.js'
 import { errorHandler, logError, toHttpError, type HttpError } from '../../plugins/errors.js'
 import { OAuth2Error, type OAuth2ErrorCode } from '../../services/oauth2.js'
 import { addFormParser } from '../bodies.js'
+import { registerRateLimit } from '../rate-limit.js'
 
 /** A code of a few KB, a redirect URI and a client id; nothing legitimate comes near this. */
 export const TOKEN_BODY_LIMIT = 16 * 1024
 
 export default async function oauth2Routes(app: FastifyInstance) {
-  await app.register(rateLimit, {
+  await registerRateLimit(app, 'oauth2', {
     max: app.config.oauth2.rateLimitPerMinute,
-    timeWindow: 60_000,
     errorResponseBuilder: (_request, context) =>
       new OAuth2Error(429, 'temporarily_unavailable', `Too many requests, try again in ${Math.ceil(context.ttl / 1000)} seconds`),
   })

@@ -5,11 +5,10 @@
  *   POST /api/v1/mdm/sso/callback                       SAML assertion consumer: 308 to the device
  *   POST /api/v1/mdm/sso/dev                            development sign-in (no IdP configured)
  *   GET  /api/v1/mdm/sso/metadata                       SP metadata for the IdP administrator
- * Every route here is rate limited per client address (SSO_RATE_LIMIT per minute, per process).
+ * Every route here is rate limited per client address (SSO_RATE_LIMIT per minute, counted in the database for all processes).
  * Pages and the callback answer errors with an HTML page (a sentence and the request id); the JSON
  * endpoints with `{error, message}`.
  */
-import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { z } from 'zod'
@@ -20,6 +19,7 @@ import { errorHandler, sendJsonError, type HttpError } from '../../plugins/error
 import { MAX_USER_IDENTIFIER_LENGTH, normalizeUserIdentifier } from '../../protocol/web-signin.js'
 import type { CompletedSignIn } from '../../services/sso.js'
 import { addFormParser } from '../bodies.js'
+import { registerRateLimit } from '../rate-limit.js'
 import { errorPage, newNonce, pageHeaders, ssoPage } from './html.js'
 
 /** A SAMLResponse (base64) plus RelayState and form encoding overhead. */
@@ -30,9 +30,8 @@ const enrollmentToken = z.string().max(128)
 const userIdentifier = z.string().max(MAX_USER_IDENTIFIER_LENGTH)
 
 export default async function ssoRoutes(app: FastifyInstance) {
-  await app.register(rateLimit, {
+  await registerRateLimit(app, 'sso', {
     max: app.config.sso.rateLimitPerMinute,
-    timeWindow: 60_000,
     errorResponseBuilder: () => new TooManyRequestsError('Too many sign-in attempts from your network. Wait a minute and try again.'),
   })
   addFormParser(app, { bodyLimit: FORM_BODY_LIMIT })
