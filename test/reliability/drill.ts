@@ -270,10 +270,24 @@ export interface Reflection {
  * record: every certificate SCEP returned, every Authenticate and TokenUpdate that got 200, every queued
  * command, every acknowledged result, exactly once, and nothing half written.
  */
-export async function reflect(fleet: Fleet, databaseUrl: string): Promise<Reflection> {
-  const client = new pg.Client({ connectionString: databaseUrl })
+export async function reflect(fleet: Fleet, database: string | Query): Promise<Reflection> {
+  if (typeof database !== 'string') return reflectWith(fleet, database)
+  const client = new pg.Client({ connectionString: database })
   await client.connect()
   try {
+    return await reflectWith(fleet, async (sql, params) => (await client.query(sql, params)).rows)
+  } finally {
+    await client.end()
+  }
+}
+
+/** A SQL runner: pg on a Postgres server, or PGlite opened on the embedded database's directory. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Query = (sql: string, params?: unknown[]) => Promise<any[]>
+
+async function reflectWith(fleet: Fleet, query: Query): Promise<Reflection> {
+  const client = { query: async (sql: string, params?: unknown[]) => ({ rows: await query(sql, params) }) }
+  {
     const lost: string[] = []
     const duplicates: string[] = []
     const partial: string[] = []
@@ -321,8 +335,6 @@ export async function reflect(fleet: Fleet, databaseUrl: string): Promise<Reflec
       for (const row of (await client.query(sql)).rows) partial.push(`${what}: ${row.x}`)
     }
     return { lost, duplicates, partial }
-  } finally {
-    await client.end()
   }
 }
 
