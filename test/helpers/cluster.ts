@@ -54,7 +54,8 @@ async function freeLoopbackPort(): Promise<number> {
   return port
 }
 
-export async function createCluster(): Promise<Cluster> {
+/** `settings`: extra `-c name=value` server settings (a drill that reads the log may want more of it). */
+export async function createCluster(settings: Record<string, string> = {}): Promise<Cluster> {
   if (!BIN) throw new Error('no Postgres binaries (initdb, pg_ctl) found')
   const dir = mkdtempSync(path.join(tmpdir(), 'byod-mdm-cluster-'))
   if (AS_ROOT) {
@@ -68,7 +69,7 @@ export async function createCluster(): Promise<Cluster> {
   const port = await freeLoopbackPort()
   // Sockets in our own directory (not /var/run/postgresql), TCP on loopback only; fsync stays on (the
   // drills are about what survives). A short checkpoint keeps a restart after `immediate` quick.
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=100 -c log_min_messages=warning`
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=100 -c log_min_messages=warning ${Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ')}`
   let running = false
   const cluster: Cluster = {
     port,
