@@ -73,6 +73,21 @@ export class Recorder {
   count(status: number): number {
     return this.answers.filter((a) => a.status === status).length
   }
+
+  /** The figures every drill reports (test/helpers/figures.ts): requests, accepted, refused, 5xx, hangs, 503s. */
+  figures(answers = this.answers): Record<string, number> {
+    const n = (f: (a: Answer) => boolean) => answers.filter(f).length
+    const status = (a: Answer) => (typeof a.status === 'number' ? a.status : 0)
+    return {
+      inputs: answers.length,
+      accepted: n((a) => status(a) > 0 && status(a) < 400),
+      // The enroll challenge's 401 is the protocol, not a refusal.
+      refused: n((a) => status(a) >= 400 && !(a.challenge && status(a) === 401)),
+      '5xx': n((a) => status(a) >= 500 && status(a) !== 503),
+      hangs: n((a) => a.status === 'ETIMEDOUT' || a.ms > HANG_MS),
+      '503s': n((a) => status(a) === 503),
+    }
+  }
 }
 
 /** A device and what the server said 200 to. */
@@ -94,6 +109,8 @@ export class Fleet {
   /** Command UUIDs whose Acknowledged report got a 200. */
   readonly acknowledged = new Set<string>()
   enrollFailures = 0
+  /** Requests sent to each server process, by base URL. */
+  readonly hits = new Map<string, number>()
   private bases: string[]
   private counter = 0
 
@@ -107,8 +124,9 @@ export class Fleet {
     const spread: Transport = {
       request: (method, url, init) => {
         const u = new URL(url)
-        const to = new URL(this.bases[Math.floor(Math.random() * this.bases.length)]!)
-        u.host = to.host
+        const base = this.bases[Math.floor(Math.random() * this.bases.length)]!
+        this.hits.set(base, (this.hits.get(base) ?? 0) + 1)
+        u.host = new URL(base).host
         return http.request(method, u.toString(), init)
       },
     }

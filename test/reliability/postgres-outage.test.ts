@@ -57,16 +57,11 @@ describe.runIf(hasPostgresBinaries)('fault drill: Postgres stops under load', ()
     const firstOkAfter = answers.filter((a) => a.startedAt >= startedAt && a.status === 200 && a.path.startsWith('/mdm/')).sort((a, b) => a.startedAt + a.ms - (b.startedAt + b.ms))[0]
     const result = await reflect(fleet, url)
     const served503 = fleet.recorder.count(503)
-    if (process.env.DRILL_DEBUG) console.log(JSON.stringify({ statuses: answers.reduce<Record<string, number>>((m, a) => ((m[`${a.path.split('/').slice(0, 4).join('/')} ${a.status}`] = (m[`${a.path.split('/').slice(0, 4).join('/')} ${a.status}`] ?? 0) + 1), m), {}), enrollFailures: fleet.enrollFailures, acked: fleet.acknowledged.size, queued: fleet.queued.size, during: during.length }))
-    recordFigures('drill: Postgres stops under load', {
-      inputs: answers.length,
-      accepted: answers.filter((a) => typeof a.status === 'number' && a.status < 400).length,
-      '5xx': answers.filter((a) => typeof a.status === 'number' && a.status >= 500 && a.status !== 503).length,
-      hangs: fleet.recorder.hangs().length,
+    recordFigures('drill: Postgres stops under load (recovery: restart to first check-in 200)', {
+      ...fleet.recorder.figures(),
       'lost rows': result.lost.length,
       'duplicate rows': result.duplicates.length + result.partial.length,
       'outage s': Math.round((startedAt - stopAt) / 100) / 10,
-      '503s': served503,
       'recovery s': firstOkAfter ? Math.round((firstOkAfter.startedAt + firstOkAfter.ms - startedAt) / 100) / 10 : -1,
     })
 

@@ -9,7 +9,7 @@ import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { afterAll, describe, expect, it } from 'vitest'
 import { reflect, type Query } from './drill.js'
-import { figures, killUnderLoad } from './sigkill.js'
+import { figures, KILLS, killUnderLoad } from './sigkill.js'
 
 const cleanups: (() => unknown)[] = []
 afterAll(async () => {
@@ -32,7 +32,7 @@ describe('fault drill: SIGKILL under load', () => {
     } finally {
       await pglite.close()
     }
-    figures('drill: SIGKILL under load (PGlite)', fleet, result, restartMs)
+    figures(`drill: SIGKILL under load x${KILLS}, PGlite (recovery: restart to ready)`, fleet, result, restartMs)
     expect(fleet.acknowledged.size).toBeGreaterThan(0)
     expect(result).toEqual({ lost: [], duplicates: [], partial: [] })
   }, 420_000)

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createPostgresDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
 import { SERVER_SECRET } from '../helpers/server-process.js'
 import { reflect } from './drill.js'
-import { figures, killUnderLoad } from './sigkill.js'
+import { figures, KILLS, killUnderLoad } from './sigkill.js'
 
 const cleanups: (() => unknown)[] = []
 afterAll(async () => {
@@ -20,7 +20,7 @@ describe('fault drill: SIGKILL under load', () => {
     cleanups.push(() => db.drop())
     const { fleet, restartMs } = await killUnderLoad({ DATABASE_URL: db.url, SERVER_SECRET }, cleanups)
     const result = await reflect(fleet, db.url)
-    figures('drill: SIGKILL under load (Postgres)', fleet, result, restartMs)
+    figures(`drill: SIGKILL under load x${KILLS}, Postgres (recovery: restart to ready)`, fleet, result, restartMs)
     expect(fleet.acknowledged.size).toBeGreaterThan(0)
     expect(fleet.recorder.answers.filter((a) => a.status === 401 && !a.challenge)).toEqual([])
     expect(result).toEqual({ lost: [], duplicates: [], partial: [] })

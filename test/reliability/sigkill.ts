@@ -6,7 +6,7 @@ import { recordFigures } from '../helpers/figures.js'
 import { freePort, startServer, type ServerProcess } from '../helpers/server-process.js'
 import { Fleet, LONG, SIZE, sleep, type reflect } from './drill.js'
 
-const KILLS = LONG ? 3 : 1
+export const KILLS = LONG ? 3 : 1
 
 /**
  * Enrolls devices, then `KILLS` times: load, SIGKILL at a random moment, start again on the same port.
@@ -38,15 +38,10 @@ export async function killUnderLoad(env: Record<string, string>, cleanups: (() =
 }
 
 export function figures(suite: string, fleet: Fleet, result: Awaited<ReturnType<typeof reflect>>, restartMs: number[]) {
-  const answers = fleet.recorder.answers
   recordFigures(suite, {
-    inputs: answers.length,
-    accepted: answers.filter((a) => typeof a.status === 'number' && a.status < 400).length,
-    '5xx': answers.filter((a) => typeof a.status === 'number' && a.status >= 500 && a.status !== 503).length,
-    hangs: fleet.recorder.hangs().length,
+    ...fleet.recorder.figures(),
     'lost rows': result.lost.length,
     'duplicate rows': result.duplicates.length + result.partial.length,
-    '503s': fleet.recorder.count(503),
     'recovery s': Math.round(Math.max(...restartMs) / 100) / 10,
   })
 }
