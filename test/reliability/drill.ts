@@ -19,6 +19,11 @@ import { ADMIN_TOKEN } from '../helpers/server-process.js'
 
 export const LONG = process.env.RELIABILITY_LONG === '1'
 
+/** A test's timeout: `ms` for the short form, four times that for the long one. */
+export function timeout(ms: number): number {
+  return LONG ? ms * 4 : ms
+}
+
 /** A request slower than this is a hang (the machine is loaded: generous; the server's own bounds are seconds). */
 export const HANG_MS = 25_000
 
@@ -357,4 +362,4 @@ async function reflectWith(fleet: Fleet, query: Query): Promise<Reflection> {
 }
 
 /** Sizes for the short (npm test) and long (npm run test:reliability) forms. */
-export const SIZE = LONG ? { devices: 24, moreDevices: 12, workers: 8, loadSeconds: 40, outageSeconds: 8 } : { devices: 6, moreDevices: 3, workers: 4, loadSeconds: 12, outageSeconds: 4 }
+export const SIZE = LONG ? { devices: 24, moreDevices: 12, workers: 8, loadSeconds: 40, outageSeconds: 8 } : { devices: 4, moreDevices: 3, workers: 3, loadSeconds: 12, outageSeconds: 4 }

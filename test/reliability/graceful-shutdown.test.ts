@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createCluster, hasPostgresBinaries, type Cluster } from '../helpers/cluster.js'
 import { recordFigures } from '../helpers/figures.js'
 import { SERVER_SECRET, startServer, type ServerProcess } from '../helpers/server-process.js'
-import { Fleet, sleep } from './drill.js'
+import { Fleet, sleep, timeout } from './drill.js'
 
 let cluster: Cluster | undefined
 let server: ServerProcess | undefined
@@ -86,5 +86,5 @@ describe.runIf(hasPostgresBinaries)('fault drill: graceful shutdown', () => {
       ...fleet.recorder.figures(fleet.recorder.answers.slice(-1)),
       'recovery s': Math.round(exitMs / 100) / 10,
     })
-  }, 120_000)
+  }, timeout(120_000))
 })

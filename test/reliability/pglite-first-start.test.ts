@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { startServer, type ServerProcess } from '../helpers/server-process.js'
-import { sleep } from './drill.js'
+import { sleep, timeout } from './drill.js'
 
 let server: ServerProcess | undefined
 let dataDir: string | undefined
@@ -53,7 +53,7 @@ describe('fault drill: the first start is killed while it creates the embedded d
     // The scratch directory was renamed into place or removed: only the database, its lock-free parent.
     expect(readdirSync(dataDir).filter((n) => n.startsWith('pgdata')).sort()).toEqual(['pgdata'])
     expect(existsSync(path.join(pgdata, 'PG_VERSION'))).toBe(true)
-  }, 300_000)
+  }, timeout(300_000))
 })
 
 async function isListening(base: string): Promise<boolean> {

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createCluster, hasPostgresBinaries, type Cluster } from '../helpers/cluster.js'
 import { recordFigures } from '../helpers/figures.js'
 import { SERVER_SECRET, startServer, type ServerProcess } from '../helpers/server-process.js'
-import { Fleet, reflect, SIZE, sleep } from './drill.js'
+import { Fleet, reflect, SIZE, sleep, timeout } from './drill.js'
 
 let cluster: Cluster | undefined
 let server: ServerProcess | undefined
@@ -79,5 +79,5 @@ describe.runIf(hasPostgresBinaries)('fault drill: Postgres stops under load', ()
     // Nothing lost, nothing twice, nothing half written.
     expect(fleet.acknowledged.size).toBeGreaterThan(0)
     expect(result).toEqual({ lost: [], duplicates: [], partial: [] })
-  }, 240_000)
+  }, timeout(240_000))
 })

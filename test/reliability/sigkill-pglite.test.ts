@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { afterAll, describe, expect, it } from 'vitest'
-import { reflect, type Query } from './drill.js'
+import { reflect, timeout, type Query } from './drill.js'
 import { figures, KILLS, killUnderLoad } from './sigkill.js'
 
 const cleanups: (() => unknown)[] = []
@@ -35,5 +35,5 @@ describe('fault drill: SIGKILL under load', () => {
     figures(`drill: SIGKILL under load x${KILLS}, PGlite (recovery: restart to ready)`, fleet, result, restartMs)
     expect(fleet.acknowledged.size).toBeGreaterThan(0)
     expect(result).toEqual({ lost: [], duplicates: [], partial: [] })
-  }, 420_000)
+  }, timeout(420_000))
 })

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { createPostgresDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
 import { SERVER_SECRET } from '../helpers/server-process.js'
-import { reflect } from './drill.js'
+import { reflect, timeout } from './drill.js'
 import { figures, KILLS, killUnderLoad } from './sigkill.js'
 
 const cleanups: (() => unknown)[] = []
@@ -24,6 +24,6 @@ describe('fault drill: SIGKILL under load', () => {
     expect(fleet.acknowledged.size).toBeGreaterThan(0)
     expect(fleet.recorder.answers.filter((a) => a.status === 401 && !a.challenge)).toEqual([])
     expect(result).toEqual({ lost: [], duplicates: [], partial: [] })
-  }, 300_000)
+  }, timeout(300_000))
 
 })

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createPostgresDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
 import { recordFigures } from '../helpers/figures.js'
 import { SERVER_SECRET, startServer, type ServerProcess } from '../helpers/server-process.js'
-import { Fleet } from './drill.js'
+import { Fleet, timeout } from './drill.js'
 
 const cleanups: (() => unknown)[] = []
 afterAll(async () => {
@@ -68,5 +68,5 @@ describe.runIf(hasPostgres)('fault drill: a slow database', () => {
       ...fleet.recorder.figures(whileStuck),
       'recovery s': Math.round(recovery / 100) / 10,
     })
-  }, 120_000)
+  }, timeout(120_000))
 })

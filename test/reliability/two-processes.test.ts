@@ -11,7 +11,7 @@ import { simulateEnrollment } from '../../src/device/flow.js'
 import { createPostgresDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
 import { recordFigures } from '../helpers/figures.js'
 import { freePort, SERVER_SECRET, startServer } from '../helpers/server-process.js'
-import { Fleet, reflect, SIZE } from './drill.js'
+import { Fleet, reflect, SIZE, timeout } from './drill.js'
 
 const cleanups: (() => unknown)[] = []
 afterAll(async () => {
@@ -67,5 +67,5 @@ describe.runIf(hasPostgres)('two server processes on one Postgres', () => {
     expect(result).toEqual({ lost: [], duplicates: [], partial: [] })
     // Both processes served (hundreds of requests: each is missed with probability 2^-hundreds).
     expect(bases.map((b) => fleet.hits.get(b) ?? 0).every((n) => n > 10)).toBe(true)
-  }, 180_000)
+  }, timeout(180_000))
 })
