@@ -79,7 +79,7 @@ export class Recorder {
     return this.answers.filter((a) => a.status === status).length
   }
 
-  /** The figures every drill reports (test/helpers/figures.ts): requests, accepted, refused, 5xx, hangs, 503s. */
+  /** The figures every drill reports (test/helpers/figures.ts): requests, accepted, refused, 5xx, hangs, 503s, no answer. */
   figures(answers = this.answers): Record<string, number> {
     const n = (f: (a: Answer) => boolean) => answers.filter(f).length
     const status = (a: Answer) => (typeof a.status === 'number' ? a.status : 0)
@@ -91,6 +91,8 @@ export class Recorder {
       '5xx': n((a) => status(a) >= 500 && status(a) !== 503),
       hangs: n((a) => a.status === 'ETIMEDOUT' || a.ms > HANG_MS),
       '503s': n((a) => status(a) === 503),
+      // The connection refused or reset (the process was killed): the client retries, nothing is promised.
+      'no answer': n((a) => typeof a.status === 'string' && a.status !== 'ETIMEDOUT'),
     }
   }
 }
