@@ -112,6 +112,22 @@ export async function buildApp(config: Config, deps: AppDeps = {}): Promise<App>
     }
   })
 
+  // Graceful shutdown (SIGTERM): Node's server.close() ends the connections idle at that moment, but a
+  // keep-alive connection whose request was still in flight stayed open after its answer until the
+  // keep-alive timeout (72 s), past server.ts's grace period: the process exited 1, not 0, after finishing
+  // the request (test/reliability/graceful-shutdown). While closing, every answer says Connection: close
+  // and connections that fall idle are closed as they do.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+    const timer = setInterval(() => app.server.closeIdleConnections(), 100)
+    timer.unref()
+    app.server.once('close', () => clearInterval(timer))
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
+
   await app.register(errorsPlugin)
   await app.register(openapiPlugin)
   await app.register(routes)

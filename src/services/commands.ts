@@ -166,9 +166,11 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
           createdAt: now,
         })
       }
+      // The views come from the rows the transaction wrote: after the commit the database is not asked
+      // again, so a 503 here always means nothing was queued (the administrator may safely retry).
       const created = await enqueueCommands(db, rows)
       notifier.notify(rows.map((r) => r.mdmChannelId))
-      return Promise.all(created.map(async (c) => view((await findCommand(db, c.commandUuid))!, now)))
+      return created.map((c) => view(c, now))
     },
 
     async get(commandUuid, now = new Date()) {

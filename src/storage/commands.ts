@@ -25,11 +25,15 @@ export interface NewCommand {
   createdAt: Date
 }
 
-/** Queues commands, all or none. */
-export async function enqueueCommands(db: Client, commands: NewCommand[]): Promise<MdmCommand[]> {
+/**
+ * Queues commands, all or none, and returns them as stored (with their channel), read in the same
+ * transaction: once it commits nothing else is asked of the database, so a caller told of a failure was
+ * never queued (the Postgres outage drill caught a 503 for commands that had been queued).
+ */
+export async function enqueueCommands(db: Client, commands: NewCommand[]): Promise<(MdmCommand & { channel: { channelId: string } })[]> {
   return db.$transaction(async (tx) => {
-    const out: MdmCommand[] = []
-    for (const c of commands) out.push(await tx.mdmCommand.create({ data: c }))
+    const out: (MdmCommand & { channel: { channelId: string } })[] = []
+    for (const c of commands) out.push(await tx.mdmCommand.create({ data: c, include: { channel: { select: { channelId: true } } } }))
     return out
   })
 }

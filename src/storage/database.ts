@@ -4,7 +4,7 @@
  * the migrator (Prisma's raw queries use prepared statements, which cannot run multi-statement scripts).
  */
 import { execFile } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { PrismaPg } from '@prisma/adapter-pg'
@@ -68,26 +68,46 @@ const PGLITE_START = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB']
  * Creates the embedded database in `dir` in a child process. PGlite's initdb runs a second Postgres in
  * WASM memory: half a gigabyte that the process keeps resident after it ends, so the first start would
  * cost twice what every later start costs.
+ *
+ * It is made in a scratch directory beside `dir` and renamed into place once complete: PGlite unpacks the
+ * new cluster file by file and treats any directory holding PG_VERSION as a database to resume, so a
+ * first start killed half way would otherwise leave a directory that looks made and is not.
  */
-async function initPgliteApart(dir: string): Promise<void> {
+async function initPgliteApart(dir: string, log?: DatabaseLog): Promise<void> {
+  const parent = path.dirname(dir)
+  const base = path.basename(dir)
+  // Scratch directories of earlier starts that died before the rename.
+  for (const name of readdirSync(parent)) {
+    if (name.startsWith(`${base}.init-`)) rmSync(path.join(parent, name), { recursive: true, force: true })
+  }
+  if (existsSync(dir) && readdirSync(dir).length > 0) {
+    // Files but no PG_VERSION: not a database we made. Kept aside, never deleted.
+    const aside = `${dir}.incomplete-${Date.now()}`
+    renameSync(dir, aside)
+    log?.warn({ dir, movedTo: aside }, 'the embedded database directory held files but no database; moved aside, creating a new one')
+  }
+  const scratch = `${dir}.init-${process.pid}`
   const script = `const { PGlite } = await import(${JSON.stringify(import.meta.resolve('@electric-sql/pglite'))})
-const db = await PGlite.create(${JSON.stringify(dir)}, { startParams: ${JSON.stringify(PGLITE_START)} })
+const db = await PGlite.create(${JSON.stringify(scratch)}, { startParams: ${JSON.stringify(PGLITE_START)} })
 await db.close()`
   await new Promise<void>((resolve, reject) => {
     execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 300_000 }, (err, _stdout, stderr) =>
       err ? reject(new Error(`could not create the embedded database in ${dir}: ${stderr.trim().split('\n').slice(-3).join(' ') || err.message}`)) : resolve(),
     )
   })
+  if (!existsSync(path.join(scratch, 'PG_VERSION'))) throw new Error(`could not create the embedded database in ${dir}: initdb left no PG_VERSION`)
+  rmSync(dir, { recursive: true, force: true })
+  renameSync(scratch, dir)
 }
 
 export async function openDatabase(options: DatabaseOptions, log?: DatabaseLog): Promise<Database> {
   if (options.kind === 'postgres') return openPostgres(options, log)
   if (options.kind === 'pglite-instance') return wrapPglite(options.pglite, async () => {})
-  mkdirSync(options.dir, { recursive: true })
+  mkdirSync(path.dirname(options.dir), { recursive: true })
   const releaseLock = acquireDirLock(options.dir)
   let pglite: PGlite
   try {
-    if (!existsSync(path.join(options.dir, 'PG_VERSION'))) await initPgliteApart(options.dir)
+    if (!existsSync(path.join(options.dir, 'PG_VERSION'))) await initPgliteApart(options.dir, log)
     pglite = await PGlite.create(options.dir, { startParams: PGLITE_START })
   } catch (err) {
     releaseLock()
