@@ -27,7 +27,31 @@ async function main(): Promise<void> {
     return
   }
 
-  let app
+  let app: Awaited<ReturnType<typeof buildApp>> | undefined
+  let closing = false
+  const shutdown = (signal: string) => {
+    if (closing) return
+    closing = true
+    // Still starting: nothing is in flight, and migrations run in transactions.
+    if (!app) process.exit(0)
+    const started = app
+    started.log.info({ signal }, 'shutting down: finishing in-flight requests')
+    const timer = setTimeout(() => {
+      started.log.error('shutdown took too long; exiting')
+      process.exit(1)
+    }, SHUTDOWN_GRACE_MS)
+    timer.unref()
+    started.close().then(
+      () => process.exit(0),
+      (err) => {
+        started.log.error({ err }, 'error during shutdown')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+  process.on('SIGINT', () => shutdown('SIGINT'))
+
   try {
     app = await buildApp(config)
   } catch (err) {
@@ -38,26 +62,7 @@ async function main(): Promise<void> {
     }
     throw err
   }
-  let closing = false
-  const shutdown = (signal: string) => {
-    if (closing) return
-    closing = true
-    app.log.info({ signal }, 'shutting down: finishing in-flight requests')
-    const timer = setTimeout(() => {
-      app.log.error('shutdown took too long; exiting')
-      process.exit(1)
-    }, SHUTDOWN_GRACE_MS)
-    timer.unref()
-    app.close().then(
-      () => process.exit(0),
-      (err) => {
-        app.log.error({ err }, 'error during shutdown')
-        process.exit(1)
-      },
-    )
-  }
-  process.on('SIGTERM', () => shutdown('SIGTERM'))
-  process.on('SIGINT', () => shutdown('SIGINT'))
+  if (closing) return
 
   await app.listen({ port: config.port, host: config.host })
   reportListening()

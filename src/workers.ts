@@ -77,7 +77,9 @@ export function runSupervisor(config: Config): void {
   cluster.on('exit', (worker, code, signal) => {
     const wasReady = ready.delete(worker)
     if (stopping) {
-      if (code !== 0) exitCode = 1
+      // Ended by the signal passed on to it (before it could handle it, while still starting): a clean stop.
+      const stoppedBySignal = code === null && (signal === 'SIGTERM' || signal === 'SIGINT')
+      if (code !== 0 && !stoppedBySignal) exitCode = 1
       if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(exitCode)
       return
     }

@@ -68,6 +68,8 @@ export async function startServer(env: Record<string, string>, port?: number): P
       ADMIN_RATE_LIMIT: '1000000',
       SSO_RATE_LIMIT: '1000000',
       LOG_LEVEL: 'warn',
+      // One process, as the drills count it (test/app/workers.test.ts covers WORKERS > 1).
+      WORKERS: '1',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
