@@ -1,18 +1,10 @@
 /**
- * What every benchmark needs around the processes it measures: a free port, waiting until a server
- * answers, stopping it, and reading its memory from /proc (Linux).
+ * What every benchmark needs around the processes it measures: waiting until a server answers, stopping
+ * it, and reading its memory from /proc (Linux). A free port comes from test/helpers/ports.
  */
 import type { ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import net from 'node:net'
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 export async function waitFor(url: string, child: ChildProcess, timeoutMs = 120_000): Promise<void> {
   const until = Date.now() + timeoutMs

@@ -40,7 +40,8 @@ import { enrollmentSteps } from '../../src/device/flow.js'
 import { httpTransport } from '../../src/device/transport.js'
 import { buildCommandReport, COMMAND_CONTENT_TYPE } from '../../src/protocol/checkin.js'
 import { createPostgresDatabase, withClient } from '../../test/helpers/database.js'
-import { childPids, cpuMsOf, freePort, memoryOf, stopChild, waitFor, type Memory } from '../lib/processes.js'
+import { freePort } from '../../test/helpers/ports.js'
+import { childPids, cpuMsOf, memoryOf, stopChild, waitFor, type Memory } from '../lib/processes.js'
 import { generateDataset } from './dataset.js'
 
 /** Replaces the `## title` section of bench/RESULTS.md (other suites write their own sections). */

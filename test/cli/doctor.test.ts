@@ -24,7 +24,8 @@ import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { createTestDatabase } from '../helpers/database.js'
 import { createPushIdentity, type PushIdentityFixture } from '../helpers/fake-apns.js'
 import { startTestIdp, type TestIdp as OidcIdp } from '../helpers/oidc-idp.js'
-import { createTestIdp, freePort, type IdpKeys, type TestIdp as SamlIdp } from '../helpers/saml-idp.js'
+import { createTestIdp, type IdpKeys, type TestIdp as SamlIdp } from '../helpers/saml-idp.js'
+import { freePort } from '../helpers/ports.js'
 import { createTlsCertificate, SSL_OP_NO_EXTENDED_MASTER_SECRET, startHttpsServer, startTlsProxy, type Peer } from '../helpers/tls-peer.js'
 
 const ROOT = new URL('../../', import.meta.url).pathname

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { freePort } from '../helpers/saml-idp.js'
+import { freePort } from '../helpers/ports.js'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 const bareEnv = () => ({ PATH: process.env.PATH!, HOME: process.env.HOME ?? '/tmp' })

@@ -5,9 +5,9 @@
  * samlify is given a no-op schema validator (TOOLCHAIN.md); node-saml on our side checks the XML.
  */
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import * as samlify from 'samlify'
 import { createSelfSigned, generateRsaKeyPair } from '../../src/pki/x509.js'
+
 
 samlify.setSchemaValidator({ validate: async () => 'skipped' })
 
@@ -246,11 +246,3 @@ export async function serveIdp(idp: TestIdp, sp: { entityId: string; acsUrl: str
   }
 }
 
-/** A port on 127.0.0.1 that is free now (for an IdP whose URL must be known before it listens). */
-export async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as AddressInfo
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}

@@ -7,8 +7,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
+import { freePort } from './ports.js'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 export const ADMIN_TOKEN = 'drill-admin-token-0123456789abcdef0123456789'
@@ -30,13 +30,6 @@ export interface ServerProcess {
   term(): void
 }
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 function entry(): string[] {
   const built = path.join(ROOT, 'dist', 'server.js')

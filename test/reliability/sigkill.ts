@@ -3,7 +3,8 @@
  */
 import { expect } from 'vitest'
 import { recordFigures } from '../helpers/figures.js'
-import { freePort, startServer, type ServerProcess } from '../helpers/server-process.js'
+import { freePort } from '../helpers/ports.js'
+import { startServer, type ServerProcess } from '../helpers/server-process.js'
 import { Fleet, LONG, SIZE, sleep, type reflect } from './drill.js'
 
 export const KILLS = LONG ? 3 : 1

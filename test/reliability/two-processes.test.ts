@@ -10,7 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { simulateEnrollment } from '../../src/device/flow.js'
 import { createPostgresDatabase, hasPostgres, TEST_DATABASE_URL } from '../helpers/database.js'
 import { recordFigures } from '../helpers/figures.js'
-import { freePort, SERVER_SECRET, startServer } from '../helpers/server-process.js'
+import { freePort } from '../helpers/ports.js'
+import { SERVER_SECRET, startServer } from '../helpers/server-process.js'
 import { Fleet, reflect, SIZE, timeout } from './drill.js'
 
 const cleanups: (() => unknown)[] = []

@@ -4,21 +4,12 @@
  * certificate is refused with a clear message. The app listens on a loopback port so that registering
  * can check its own discovery URL over HTTP, as it would through the proxy in production.
  */
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createSelfSigned, generateRsaKeyPair } from '../../../src/pki/x509.js'
 import { ADMIN_TOKEN, admin } from '../../helpers/admin.js'
 import { buildTestApp, type TestApp } from '../../helpers/app.js'
 import { startFakeAbm, type FakeAbm } from '../../helpers/fake-abm.js'
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
+import { freePort } from '../../helpers/ports.js'
 
 let fake: FakeAbm
 let t: TestApp

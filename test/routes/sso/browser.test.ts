@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { checkTokenForEnrollment } from '../../../src/services/tokens.js'
 import { postEnroll } from '../../helpers/enroll.js'
 import { buildTestApp, type TestApp } from '../../helpers/app.js'
-import { createTestIdp, freePort, serveIdp, type TestIdp } from '../../helpers/saml-idp.js'
+import { createTestIdp, serveIdp, type TestIdp } from '../../helpers/saml-idp.js'
+import { freePort } from '../../helpers/ports.js'
 import { spFromMetadata, tokenRecord } from '../../helpers/sso.js'
 
 const CALLBACK = /^apple-remotemanagement-user-login:\/\/authentication-results\?access-token=([A-Za-z0-9_-]+)$/
