@@ -6,7 +6,7 @@
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config/index.js'
 import { describePush } from './services/push.js'
-import { BANNER_ENV, isWorkerProcess, reportListening, runSupervisor } from './workers.js'
+import { isFirstWorker, isWorkerProcess, reportListening, runSupervisor } from './workers.js'
 
 const SHUTDOWN_GRACE_MS = 15_000
 
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   await app.listen({ port: config.port, host: config.host })
   reportListening()
   // Under a supervisor, the first worker prints the banner for all.
-  if (isWorkerProcess() && process.env[BANNER_ENV] !== '1') return
+  if (isWorkerProcess() && !isFirstWorker()) return
 
   const u = app.urls
   const token = app.defaultTeam.enrollmentToken

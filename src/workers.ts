@@ -8,7 +8,7 @@
  *   whole server with its exit code: restarting it would fail the same way.
  * - A worker that dies later is replaced; more than CRASH_LIMIT deaths within CRASH_WINDOW_MS stop the
  *   server (exit 1) instead of restarting forever.
- * - Workers get MALLOC_ARENA_MAX=2 unless it is set (docs/deploy.md#memory).
+ * - Workers get MALLOC_ARENA_MAX (config, default 2; docs/deploy.md#memory).
  * - SIGTERM/SIGINT are passed to every worker, which finish their in-flight requests and close their pool
  *   (server.ts); the supervisor exits 0 once all have exited 0, 1 otherwise or after SHUTDOWN_GRACE_MS.
  */
@@ -17,8 +17,6 @@ import pino from 'pino'
 import type { Config } from './config/index.js'
 import { loggerOptions } from './logging.js'
 
-/** Set by the supervisor for the worker that prints the start banner. */
-export const BANNER_ENV = 'BYOD_MDM_WORKER_BANNER'
 /** Sent by a worker to the supervisor once it listens. */
 export const READY_MESSAGE = 'byod-mdm:listening'
 
@@ -28,6 +26,11 @@ const SHUTDOWN_GRACE_MS = 20_000
 
 export function isWorkerProcess(): boolean {
   return cluster.isWorker
+}
+
+/** The worker the supervisor started first (cluster ids are never reused): it prints the start banner. */
+export function isFirstWorker(): boolean {
+  return cluster.worker?.id === 1
 }
 
 /** In a worker: tells the supervisor that this process listens. */
@@ -42,16 +45,16 @@ export function runSupervisor(config: Config): void {
   let stopping = false
   let exitCode = 0
 
-  const fork = (banner: boolean): Worker => {
+  const fork = (first: boolean): Worker => {
     // Few glibc malloc arenas: per-thread arenas keep ~60 MB per process (docs/deploy.md#memory).
-    const worker = cluster.fork({ MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', ...(banner ? { [BANNER_ENV]: '1' } : {}) })
+    const worker = cluster.fork({ MALLOC_ARENA_MAX: String(config.workerMallocArenaMax) })
     worker.on('message', (message) => {
       if (message !== READY_MESSAGE) return
-      const first = ready.size === 0 && banner
+      const firstReady = ready.size === 0 && first
       ready.add(worker)
       log.info({ worker: worker.process.pid, listening: ready.size, workers: config.workers }, 'worker listening')
       // The first worker has migrated and created what a first start creates: the others may start.
-      if (first) for (let i = 1; i < config.workers; i++) fork(false)
+      if (firstReady) for (let i = 1; i < config.workers; i++) fork(false)
     })
     return worker
   }

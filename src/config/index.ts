@@ -16,7 +16,8 @@ import { readIdentity, type PemIdentity } from './pem.js'
 import type { PushCredentials } from '../push/credentials.js'
 import { APPLE_OAUTH2_REDIRECT_URL, readOidc, readSso, type OidcSettings, type SsoConfig } from './sign-in.js'
 import { bool, claimName, ConfigError, duration, int, isLoopbackHost, pemOrPath, url, type Environment } from './values.js'
-import { isDomainName, USER_ENROLLMENT_FAMILIES, type ModelFamily } from '../protocol/discovery.js'
+import { USER_ENROLLMENT_FAMILIES, type ModelFamily } from '../protocol/discovery.js'
+import { parseEnrollDomains, parseModelFamilies, parseTeamNames } from './enrollment.js'
 
 export { ConfigError, type Environment } from './values.js'
 export { readPem, type PemIdentity } from './pem.js'
@@ -43,6 +44,7 @@ const envSchema = z.object({
     .transform((v) => (v === 'auto' ? 'auto' : Number(v)))
     .pipe(z.union([z.literal('auto'), z.number().min(1, 'must be at least 1').max(256, 'must be at most 256')]))
     .optional(),
+  MALLOC_ARENA_MAX: int(1, 64).default(2),
   DATABASE_STATEMENT_TIMEOUT: duration.default(10),
   DATABASE_CONNECT_TIMEOUT: duration.default(5),
   SERVER_SECRET: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
@@ -139,6 +141,11 @@ export interface Config {
    * core with Postgres and 1 with the embedded database (which one process owns).
    */
   workers: number
+  /**
+   * glibc's MALLOC_ARENA_MAX for the worker processes, which the supervisor starts (docs/deploy.md#memory).
+   * glibc reads it when a process starts: a single process takes it from its own environment only.
+   */
+  workerMallocArenaMax: number
   /** Public base URL devices use, without a trailing slash. */
   serverUrl: string
   orgName: string
@@ -299,6 +306,7 @@ export function loadConfig(env: Environment = process.env, options: LoadOptions 
     port: e.PORT,
     host: e.HOST,
     workers,
+    workerMallocArenaMax: e.MALLOC_ARENA_MAX,
     serverUrl,
     orgName: e.ORG_NAME,
     dataDir,
@@ -342,42 +350,6 @@ export function loadConfig(env: Environment = process.env, options: LoadOptions 
       lastSeenIntervalSeconds: e.LAST_SEEN_INTERVAL,
     },
   }
-}
-
-/** `example.com, example.org=Contractors`: domains, each optionally `=team name`. */
-function parseEnrollDomains(value: string): { domain: string; team?: string }[] {
-  const out: { domain: string; team?: string }[] = []
-  for (const entry of value.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const eq = entry.indexOf('=')
-    const domain = (eq < 0 ? entry : entry.slice(0, eq)).trim().toLowerCase()
-    const team = eq < 0 ? undefined : entry.slice(eq + 1).trim()
-    if (!isDomainName(domain)) throw new ConfigError('ENROLL_DOMAINS', `"${domain}" is not a domain name`)
-    if (team !== undefined && (team.length === 0 || team.length > 200)) throw new ConfigError('ENROLL_DOMAINS', `the team name for ${domain} must be 1 to 200 characters`)
-    if (out.some((d) => d.domain === domain)) throw new ConfigError('ENROLL_DOMAINS', `${domain} is listed twice`)
-    out.push({ domain, team })
-  }
-  if (out.length === 0) throw new ConfigError('ENROLL_DOMAINS', 'lists no domain (leave it unset to serve every domain)')
-  return out
-}
-
-/** `Corporate, Kiosks`: team names, each 1 to 200 characters. */
-function parseTeamNames(value: string | undefined): string[] {
-  if (value === undefined) return []
-  const names = [...new Set(value.split(',').map((s) => s.trim()).filter(Boolean))]
-  for (const n of names) if (n.length > 200 || /[\u0000-\u001f]/.test(n)) throw new ConfigError('ENROLL_DEVICE_TEAMS', `"${n.slice(0, 40)}" is not a team name (1 to 200 characters)`)
-  if (names.length === 0) throw new ConfigError('ENROLL_DEVICE_TEAMS', 'lists no team (leave it unset for user enrollment everywhere)')
-  return names
-}
-
-function parseModelFamilies(value: string): ModelFamily[] {
-  const families = value.split(',').map((s) => s.trim()).filter(Boolean)
-  for (const f of families) {
-    if (!(USER_ENROLLMENT_FAMILIES as readonly string[]).includes(f)) {
-      throw new ConfigError('ENROLL_MODEL_FAMILIES', `"${f}" is not one of ${USER_ENROLLMENT_FAMILIES.join(', ')} (the families with user enrollment)`)
-    }
-  }
-  if (families.length === 0) throw new ConfigError('ENROLL_MODEL_FAMILIES', 'lists no model family')
-  return [...new Set(families)] as ModelFamily[]
 }
 
 function parseTrustProxy(v: string | undefined): boolean | string {

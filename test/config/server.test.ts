@@ -55,6 +55,9 @@ describe('loadConfig', () => {
     expect(loadConfig({ DATA_DIR: tmp(), WORKERS: '1' }).workers).toBe(1)
     for (const value of ['0', 'two', '-1', '1000']) expect(configError({ ...postgres, WORKERS: value }).variable, value).toBe('WORKERS')
     expect(configError({ DATA_DIR: tmp(), WORKERS: '2' }).message).toMatch(/^WORKERS: is 2 but the embedded database/)
+    // What the supervisor gives its workers.
+    expect(loadConfig({ ...postgres, MALLOC_ARENA_MAX: '4' }).workerMallocArenaMax).toBe(4)
+    for (const value of ['0', 'many', '65']) expect(configError({ ...postgres, MALLOC_ARENA_MAX: value }).variable, value).toBe('MALLOC_ARENA_MAX')
   })
 
   it('names the variable that is wrong', () => {

@@ -63,8 +63,6 @@ describe('links', () => {
 describe('environment variables', () => {
   /** Shell variables of the guide's examples, not settings. */
   const SHELL_VARIABLES = new Set(['MDM', 'ADMIN', 'TEAM', 'ENROLLMENT', 'COMMAND_UUID', 'USER_ID', 'IDS'])
-  /** Read by the C library before the server starts, not settings of the server (docs/deploy.md#memory). */
-  const PROCESS_VARIABLES = new Set(['MALLOC_ARENA_MAX'])
 
   const envExample = new Set([...read('.env.example').matchAll(/^#?\s?([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]!))
   const configText = readdirSync(path.join(ROOT, 'src/config'))
@@ -83,7 +81,7 @@ describe('environment variables', () => {
         const assignment = /^\s*(?:export\s+)?([A-Z][A-Z0-9_]*)=/.exec(line)
         if (assignment) found.push({ name: assignment[1]!, prefix: false, line: i + 1 })
       })
-    return found.filter((f) => !SHELL_VARIABLES.has(f.name) && !PROCESS_VARIABLES.has(f.name))
+    return found.filter((f) => !SHELL_VARIABLES.has(f.name))
   }
 
   it('every variable the guide names is in .env.example and read by src/config', () => {
