@@ -19,23 +19,24 @@ import type { DigestName } from '../pki/oids.js'
 import type { KeyPairLike } from '../pki/scep/client.js'
 import { parseWwwAuthenticate, type SignInChallenge } from '../protocol/challenge.js'
 import { buildCheckin, buildCommandReport, CHECKIN_CONTENT_TYPE, COMMAND_CONTENT_TYPE } from '../protocol/checkin.js'
-import { readCommand } from '../protocol/commands.js'
 import type { Declaration } from '../protocol/declarations.js'
 import type { ModelFamily } from '../protocol/discovery.js'
-import { parsePlistDict, type PlistDict } from '../protocol/plist.js'
 import type { Enrollment } from '../protocol/profile-rules.js'
-import { answerCommand, profileSummary, type CommandAnswer, type DeviceState } from './answers.js'
+import { profileSummary, type DeviceState } from './answers.js'
 import { declarativeSync, type SyncResult } from './ddm.js'
 import { discover, type Discovered } from './discovery.js'
 import { checkEssoDocument } from './esso.js'
-import { authenticateFields, MODELS, type DeviceModel } from './models.js'
+import { authenticateFields, MODELS, randomSerial, randomUdid, type DeviceModel } from './models.js'
 import { readEnrollmentProfile, type ReceivedProfile } from './profile.js'
 import { selfSignedEnrollBody } from './enroll-body.js'
 import { recordedEnrollBody, RECORDED_ENROLL_DEVICE } from './recorded-enroll-body.js'
 import { obtainIdentity } from './scep.js'
+import { commandSession, type IdleResult, type ReportSender } from './session.js'
 import { signIn, type SignInMethod } from './sign-in.js'
-import { networkFacts, responseFacts, StepFailure, type StepName } from './steps.js'
+import { checkinFix, networkFacts, responseFacts, StepFailure, type StepName } from './steps.js'
 import { TransportError, type Transport, type TransportResponse } from './transport.js'
+
+export type { AnsweredCommand, IdleResult } from './session.js'
 
 export type Channel = 'device' | 'user'
 
@@ -74,22 +75,8 @@ export interface SendOptions {
   url?: string
 }
 
-export interface AnsweredCommand {
-  commandUuid: string
-  requestType: string
-  status: CommandAnswer['status']
-  note: string
-}
-
-export interface IdleResult {
-  answered: AnsweredCommand[]
-  /** A DeclarativeManagement command asked for a sync. */
-  syncRequested: boolean
-}
-
 const USER_AGENT = 'byod-mdm-simulator'
 const generateKeyPairAsync = promisify(generateKeyPair)
-const MAX_COMMANDS_PER_SESSION = 100
 
 export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
   readonly transport: Transport<R>
@@ -343,10 +330,6 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
    * answers with an empty body. `notNow` answers every command NotNow.
    */
   async idle(channel: Channel = 'device', options: { notNow?: boolean } = {}): Promise<IdleResult> {
-    const answered: AnsweredCommand[] = []
-    const seen = new Set<string>()
-    let syncRequested = false
-    let report: Record<string, unknown> = { ...this.channelKeys(channel), Status: 'Idle' }
     const state: DeviceState = {
       model: this.model,
       enrollmentId: this.enrollmentId,
@@ -359,36 +342,12 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
       identity: this.certificate,
       noted: this.noted,
     }
-    for (;;) {
-      const url = this.serverUrl!
-      const body = buildCommandReport(report as Parameters<typeof buildCommandReport>[0])
+    const report: ReportSender = async (fields) => {
+      const body = buildCommandReport({ ...this.channelKeys(channel), ...fields } as Parameters<typeof buildCommandReport>[0])
       const res = await this.guard('commands', 'an answer to the report', () => this.send(body, { contentType: COMMAND_CONTENT_TYPE, token: this.channelToken(channel) }))
-      if (res.status !== 200) throw new StepFailure('commands', responseFacts(res, `200 to the ${String(report.Status)} report`, url, checkinFix(res)))
-      if (res.body.length === 0) return { answered, syncRequested }
-      let dict: PlistDict
-      try {
-        dict = parsePlistDict(res.body)
-      } catch (err) {
-        throw new StepFailure('commands', { expected: 'an empty body or a command plist', got: `unreadable: ${(err as Error).message}`, status: 200, url })
-      }
-      const read = readCommand(dict)
-      if ('problem' in read) {
-        if (!read.commandUuid) throw new StepFailure('commands', { expected: 'a command plist {CommandUUID, Command: {RequestType}}', got: read.problem, status: 200, url })
-        answered.push({ commandUuid: read.commandUuid, requestType: '?', status: 'CommandFormatError', note: `CommandFormatError (${read.problem})` })
-        report = { ...this.channelKeys(channel), Status: 'CommandFormatError', CommandUUID: read.commandUuid }
-        continue
-      }
-      if (seen.has(read.commandUuid) && !options.notNow) {
-        throw new StepFailure('commands', { expected: 'the next command or an empty body', got: `${read.command.RequestType} ${read.commandUuid} again, after the device answered it`, status: 200, url, fix: 'the server does not record command results: the device would loop' })
-      }
-      if (seen.has(read.commandUuid)) return { answered, syncRequested }
-      seen.add(read.commandUuid)
-      if (answered.length >= MAX_COMMANDS_PER_SESSION) throw new StepFailure('commands', { expected: `at most ${MAX_COMMANDS_PER_SESSION} commands in one session`, got: 'more', status: 200, url })
-      const answer = answerCommand(read.command, state, options)
-      if (answer.sync) syncRequested = true
-      answered.push({ commandUuid: read.commandUuid, requestType: read.command.RequestType, status: answer.status, note: answer.note })
-      report = { ...this.channelKeys(channel), Status: answer.status, CommandUUID: read.commandUuid, ...answer.fields }
+      return { res, url: this.serverUrl! }
     }
+    return commandSession(report, state, options)
   }
 
   /** A declarative management sync (tokens, declaration-items, each new declaration, status). */
@@ -429,24 +388,4 @@ export class SimulatedDevice<R extends TransportResponse = TransportResponse> {
       throw err
     }
   }
-}
-
-/** A UDID shaped as recent devices give it: `00008110-` and 16 hex digits. */
-function randomUdid(): string {
-  return `00008110-${randomBytes(8).toString('hex').toUpperCase()}`
-}
-
-/** A 12-character serial number (letters and digits, no I or O, as Apple's). */
-function randomSerial(): string {
-  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789'
-  return [...randomBytes(12)].map((b) => alphabet[b % alphabet.length]).join('')
-}
-
-function checkinFix(res: TransportResponse): string | undefined {
-  const text = res.body.toString('utf8')
-  if (res.status === 401) return 'the server asks the user to sign in again (WWW-Authenticate on check-in): the token was revoked or expired, the user was deactivated, or REAUTH_AFTER passed'
-  if (res.status === 403 && /com\.apple\.unrecognized\.device/.test(text)) return 'the server told the device to unenroll: the enrollment was removed by an administrator'
-  if (res.status === 403) return 'the server does not accept the device identity (Mdm-Signature and certificate): the server log has the reason'
-  if (res.status === 415) return 'the server does not take this Content-Type on ServerURL'
-  return undefined
 }

@@ -4,6 +4,7 @@
  * or serial number under user enrollment; macOS adds DeviceName, Model and ModelName) and its answers to
  * DeviceInformation. The iPhone is the recorded iOS 18.2.1 device of test/fixtures.
  */
+import { randomBytes } from 'node:crypto'
 import type { ModelFamily } from '../protocol/discovery.js'
 import type { Platform } from '../protocol/platform.js'
 
@@ -43,4 +44,15 @@ export function authenticateFields(model: DeviceModel): Record<string, string> {
   const fields: Record<string, string> = { ProductName: model.productName, OSVersion: model.osVersion, BuildVersion: model.buildVersion }
   if (model.platform === 'macOS') Object.assign(fields, { Model: model.model ?? model.productName, ModelName: model.modelName, DeviceName: model.deviceName })
   return fields
+}
+
+/** A UDID shaped as recent devices give it: `00008110-` and 16 hex digits. */
+export function randomUdid(): string {
+  return `00008110-${randomBytes(8).toString('hex').toUpperCase()}`
+}
+
+/** A 12-character serial number (letters and digits, no I or O, as Apple's). */
+export function randomSerial(): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789'
+  return [...randomBytes(12)].map((b) => alphabet[b % alphabet.length]).join('')
 }

@@ -109,3 +109,13 @@ function str(v: unknown): string | undefined {
 function unescapeHtml(s: string): string {
   return s.replace(/&#(\d+);/g, (_m, c: string) => String.fromCharCode(Number(c))).replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')
 }
+
+/** The likely cause of a check-in or command-channel answer other than 200. */
+export function checkinFix(res: TransportResponse): string | undefined {
+  const text = res.body.toString('utf8')
+  if (res.status === 401) return 'the server asks the user to sign in again (WWW-Authenticate on check-in): the token was revoked or expired, the user was deactivated, or REAUTH_AFTER passed'
+  if (res.status === 403 && /com\.apple\.unrecognized\.device/.test(text)) return 'the server told the device to unenroll: the enrollment was removed by an administrator'
+  if (res.status === 403) return 'the server does not accept the device identity (Mdm-Signature and certificate): the server log has the reason'
+  if (res.status === 415) return 'the server does not take this Content-Type on ServerURL'
+  return undefined
+}
