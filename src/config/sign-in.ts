@@ -3,10 +3,10 @@ import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import { MetadataError, parseIdpMetadata, type IdpSettings } from '../identity/saml/metadata.js'
-import { serverUrls } from '../protocol/urls.js'
+import { isLoopbackHost, serverUrls } from '../protocol/urls.js'
 import type { Env } from './index.js'
 import { pemBlocks, readIdentity, readPem, type PemIdentity } from './pem.js'
-import { ConfigError, isLoopbackHost, type Environment } from './values.js'
+import { ConfigError, type Environment } from './values.js'
 
 /** The redirect URL Apple's client registers its web authentication session for (PROTOCOL.md section 4). */
 export const APPLE_OAUTH2_REDIRECT_URL = 'apple-remotemanagement-user-login:/oauth2/redirection'

@@ -49,7 +49,3 @@ export const url = z.url({ message: 'expected an absolute http(s) URL' }).refine
  */
 export const pemOrPath = z.string().min(1)
 
-/** Only this machine can reach a loopback host. */
-export function isLoopbackHost(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname)
-}

@@ -6,6 +6,7 @@
  */
 import { APP_ID, APP_MANAGED, ACTIVATION_SIMPLE, bundleIdOf, LEGACY_PROFILE, profileProblems, type EssoMode } from './esso-rules.js'
 import { parsePlistDict } from './plist.js'
+import { isLoopbackHost } from './urls.js'
 
 export interface EssoValidateOptions {
   /** Returns the plist bytes inside a CMS SignedData; throws when the input is not one (or is unsigned). */
@@ -44,8 +45,7 @@ function isAllowedProfileUrl(value: string): boolean {
     return false
   }
   if (url.protocol === 'https:') return true
-  const host = url.hostname
-  return url.protocol === 'http:' && (host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host))
+  return url.protocol === 'http:' && isLoopbackHost(url.hostname)
 }
 
 /** The profile rule on a signed profile: signed, an XML plist, only SSO and certificate payloads. */

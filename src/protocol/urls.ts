@@ -40,3 +40,8 @@ export function serverUrls(base: string): ServerUrls {
     mdm: `${base}/mdm/apple/mdm`,
   }
 }
+
+/** Only this machine can reach a loopback host (`URL.hostname`: IPv6 in brackets). */
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname)
+}

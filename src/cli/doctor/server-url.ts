@@ -12,8 +12,7 @@
  * fail the same way.
  */
 import type { Config } from '../../config/index.js'
-import { isLoopbackHost } from '../../config/values.js'
-import { serverUrls } from '../../protocol/urls.js'
+import { isLoopbackHost, serverUrls } from '../../protocol/urls.js'
 import type { Database } from '../../storage/database.js'
 import { NetworkError, request, type NetOptions } from './net.js'
 import { fail, ok, skipped, warn, type Outcome } from './result.js'

@@ -8,7 +8,7 @@
 import { randomBytes, X509Certificate } from 'node:crypto'
 import * as openid from 'openid-client'
 import type { Config } from '../../config/index.js'
-import { isLoopbackHost } from '../../config/values.js'
+import { isLoopbackHost } from '../../protocol/urls.js'
 import { OidcClient, OidcError } from '../../identity/oidc.js'
 import { serverUrls } from '../../protocol/urls.js'
 import { fetchVia, NetworkError, type NetOptions } from './net.js'
