@@ -126,7 +126,8 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
       const note = outcome === 'unknown' ? 'result for a command this channel was not sent: ignored' : outcome === 'duplicate' ? 'result already stored: ignored' : undefined
       const held = holdNote(decision)
       if (held) return { kind: 'ok', enrollment: enrollment.id, note: held }
-      const next = await takeNextCommand(deps.sql, channel.id, now, request.message.Status === 'Idle')
+      // Nothing open on the channel when the request was read: no next command to ask for.
+      const next = channel.openCommands === false ? null : await takeNextCommand(deps.sql, channel.id, now, request.message.Status === 'Idle')
       if (!next) return { kind: 'ok', enrollment: enrollment.id, note }
       return {
         kind: 'ok',

@@ -28,7 +28,7 @@ import { certificateFromProxyHeader, checkIssuedByCa, DeviceIdentityError, verif
 import type { Db, Sql } from '../storage/database.js'
 import { grantCreatedAt } from '../storage/oauth2-grants.js'
 import { loadDeviceContext, type DeviceContext } from '../storage/device-context.js'
-import type { AccessToken } from '../storage/types.js'
+import type { AccessToken, ContextToken } from '../storage/types.js'
 import { findAccessTokenByHash, findAccessTokenWithUser, findUser } from '../storage/users.js'
 import { storedCertificateRefusal } from './device-certificates.js'
 import type { ServerKeys } from './keys.js'
@@ -118,9 +118,9 @@ export interface BearerDeps {
  */
 export interface BearerFacts {
   /** The presented token by its hash; null when none was presented or no token has that hash. */
-  presented: { token: AccessToken; userActive: boolean; signedInAt: Date } | null
+  presented: { token: ContextToken; userActive: boolean; signedInAt: Date } | null
   /** The binding's current token with its user's state; null when the binding has none. */
-  current: { token: AccessToken; userActive: boolean } | null
+  current: { token: ContextToken; userActive: boolean } | null
   /** Whether the binding's user is active (null: the user no longer exists). */
   userActive: boolean | null
 }
@@ -212,6 +212,6 @@ export async function interactiveSignInTime(db: Db, token: AccessToken): Promise
   return signedInTime(token, token.oauth2GrantId ? await grantCreatedAt(db, token.oauth2GrantId) : null)
 }
 
-function signedInTime(token: AccessToken, grantCreatedAt: Date | null): Date {
+function signedInTime(token: ContextToken, grantCreatedAt: Date | null): Date {
   return token.oauth2GrantId && grantCreatedAt ? grantCreatedAt : token.createdAt
 }

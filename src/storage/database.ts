@@ -39,8 +39,15 @@ export type DatabaseOptions =
  * per-query work. Everything else goes through Prisma. Rows come back as the driver reads them: Date for
  * timestamps, objects for JSON; bytes are Uint8Array (Buffer on Postgres) and callers normalise them.
  */
+/** A named statement: prepared once per connection. `rowMode: 'array'`: rows as arrays in column order. */
+export interface Statement {
+  name: string
+  text: string
+  rowMode?: 'array'
+}
+
 export interface Sql {
-  query<T>(statement: { name: string; text: string }, values: unknown[]): Promise<T[]>
+  query<T>(statement: Statement, values: unknown[]): Promise<T[]>
 }
 
 export interface Database {
@@ -135,8 +142,9 @@ function openPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>, l
     kind: 'postgres',
     prisma,
     sql: {
-      async query<T>(statement: { name: string; text: string }, values: unknown[]) {
-        return (await pool.query({ name: statement.name, text: statement.text, values })).rows as T[]
+      async query<T>(statement: Statement, values: unknown[]) {
+        const { name, text, rowMode } = statement
+        return (rowMode ? (await pool.query({ name, text, values, rowMode })).rows : (await pool.query({ name, text, values })).rows) as T[]
       },
     },
     async openSession() {
@@ -167,8 +175,8 @@ function wrapPglite(pglite: PGlite, close: () => Promise<void>): Database {
     kind: 'pglite',
     prisma,
     sql: {
-      async query<T>(statement: { name: string; text: string }, values: unknown[]) {
-        return (await pglite.query<T>(statement.text, values)).rows
+      async query<T>(statement: Statement, values: unknown[]) {
+        return (await pglite.query<T>(statement.text, values, { rowMode: statement.rowMode ?? 'object' })).rows
       },
     },
     async openSession() {

@@ -5,22 +5,16 @@
  * user for requests that carry none. The services apply their rules to this snapshot instead of asking
  * the database one question at a time; every write still happens under its own rules (storage/enrollments).
  */
-import { Prisma } from '../generated/prisma/client.js'
+import type { AccessToken as TokenRow, DeviceCertificate, MdmChannel, MdmEnrollment } from '../generated/prisma/client.js'
 import type { Sql } from './database.js'
-import type { AccessToken, ContextCertificate, ContextChannel, ContextEnrollment } from './types.js'
-
-export type { ContextCertificate, ContextChannel, ContextEnrollment }
 
 /** The bearer token a request presented, with what the bearer rules read about it. */
 export interface PresentedToken {
-  token: AccessToken
+  token: ContextToken
   userActive: boolean
   /** Its OAuth 2 grant's creation (the interactive sign-in behind a refreshed token), when it has one. */
   grantCreatedAt: Date | null
 }
-
-/** The columns the ContextCertificate, ContextEnrollment and ContextChannel rows leave out (storage/types.ts). */
-const LEFT_OUT = new Set(['certificateDer', 'deviceInfo', 'ddmStatus'])
 
 export interface DeviceContext {
   certificate: ContextCertificate
@@ -30,53 +24,87 @@ export interface DeviceContext {
   /** By the hash of the presented token; null when none was presented or it is unknown. */
   presented: PresentedToken | null
   /** The enrollment's current token (revoked or not) and whether its user is active. */
-  current: { token: AccessToken; userActive: boolean } | null
+  current: { token: ContextToken; userActive: boolean } | null
   /** Whether the enrollment's user is active (null without an enrollment). */
   userActive: boolean | null
 }
 
+/**
+ * The fields each part of the context holds: only what the decisions read, because every column costs on every request (pg describes and decodes the row each time;
+ * a profile of the Idle path found that decoding the whole rows, ~75 columns, was the largest part of it).
+ * Timestamps come as milliseconds since the epoch (float8): a number is cheaper to decode than a date string.
+ */
+export const CONTEXT_FIELDS = {
+  certificate: ['id', 'fingerprintSha256', 'enrollmentProfileId', 'accessTokenId', 'userId', 'teamId', 'revokedAt', 'notAfter', 'notBefore', 'renewedFromId'],
+  enrollment: ['id', 'enrollmentId', 'userId', 'teamId', 'topic', 'authenticatedAt', 'status', 'enrollmentType', 'currentAccessTokenId', 'signedInAt', 'lastSeenAt'],
+  channel: ['id', 'channelId', 'enrollmentUserId', 'pushToken', 'lastSeenAt'],
+  token: ['id', 'userId', 'teamId', 'revokedAt', 'expiresAt', 'oauth2GrantId', 'createdAt'],
+} as const satisfies Record<string, readonly string[]>
+
+/** A full row is one of these too. */
+export type ContextCertificate = Pick<DeviceCertificate, (typeof CONTEXT_FIELDS.certificate)[number]>
+export type ContextEnrollment = Pick<MdmEnrollment, (typeof CONTEXT_FIELDS.enrollment)[number]>
+export type ContextChannel = Pick<MdmChannel, (typeof CONTEXT_FIELDS.channel)[number]> & {
+  /** Whether a command was still open on the channel (pending, sent or not now) when the request was read. */
+  openCommands?: boolean
+}
+export type ContextToken = Pick<TokenRow, (typeof CONTEXT_FIELDS.token)[number]>
+
+const DATES = new Set(['revokedAt', 'notAfter', 'notBefore', 'authenticatedAt', 'signedInAt', 'lastSeenAt', 'expiresAt', 'createdAt'])
 const snake = (field: string) => field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
 
-/** `alias.column AS "prefix.field"` for every scalar field of a model (our columns are its fields in snake_case). */
-function columns(alias: string, prefix: string, fields: Record<string, string>): string {
-  return Object.keys(fields)
-    .filter((f) => !LEFT_OUT.has(f))
-    .map((f) => `${alias}.${snake(f)} AS "${prefix}.${f}"`)
-    .join(', ')
+/** One part of the row: its columns in order, from `first`. */
+interface Part {
+  fields: readonly string[]
+  first: number
 }
 
-function pick<T>(row: Record<string, unknown>, prefix: string): T | null {
-  if (row[`${prefix}.id`] === null || row[`${prefix}.id`] === undefined) return null
+const selected: string[] = []
+function part(alias: string, fields: readonly string[]): Part {
+  const first = selected.length
+  for (const f of fields) selected.push(DATES.has(f) ? `(extract(epoch FROM ${alias}.${snake(f)}) * 1000)::float8` : `${alias}.${snake(f)}`)
+  return { fields, first }
+}
+const C = part('c', CONTEXT_FIELDS.certificate)
+const E = part('e', CONTEXT_FIELDS.enrollment)
+const CH = part('ch', CONTEXT_FIELDS.channel)
+const T = part('t', CONTEXT_FIELDS.token)
+const CT = part('ct', CONTEXT_FIELDS.token)
+const column = (sql: string) => selected.push(sql) - 1
+const PRESENTED_USER_ACTIVE = column('tu.active')
+const GRANT_CREATED = column('(extract(epoch FROM g.created_at) * 1000)::float8')
+const CURRENT_USER_ACTIVE = column('cu.active')
+const ENROLLMENT_USER_ACTIVE = column('eu.active')
+// Whether the channel has a command that is still open; without one a report is answered without asking
+// for the next command (an Idle with an empty queue is one round trip). The queue index covers exactly
+// these rows. A command queued after this read is pushed, and the device's next check-in gets it.
+const OPEN_COMMANDS = column('q.open IS NOT NULL')
+
+function pick<T>(row: unknown[], part: Part): T | null {
+  if (row[part.first] === null) return null
   const out: Record<string, unknown> = {}
-  const start = prefix.length + 1
-  for (const key in row) {
-    if (!key.startsWith(prefix) || key.charCodeAt(prefix.length) !== 46) continue
-    const value = row[key]
-    // Bytes as Prisma reads them: a plain Uint8Array (pg gives a Buffer).
-    out[key.slice(start)] = Buffer.isBuffer(value) ? new Uint8Array(value) : value
+  for (let i = 0; i < part.fields.length; i++) {
+    const field = part.fields[i]!
+    const value = row[part.first + i]
+    out[field] = DATES.has(field) && value !== null ? new Date(value as number) : value
   }
   return out as T
 }
 
-const SELECT = [
-  columns('c', 'c', Prisma.DeviceCertificateScalarFieldEnum),
-  columns('e', 'e', Prisma.MdmEnrollmentScalarFieldEnum),
-  columns('ch', 'ch', Prisma.MdmChannelScalarFieldEnum),
-  columns('t', 't', Prisma.AccessTokenScalarFieldEnum),
-  columns('ct', 'ct', Prisma.AccessTokenScalarFieldEnum),
-  'tu.active AS "tu.active"',
-  'g.created_at AS "g.createdAt"',
-  'cu.active AS "cu.active"',
-  'eu.active AS "eu.active"',
-].join(',\n  ')
+const ms = (value: unknown) => (value === null ? null : new Date(value as number))
 
 /**
  * One row per channel of the bound enrollment (at least one row), or none when no certificate has this
- * fingerprint. `tokenHash` null: no token was presented.
+ * fingerprint. `tokenHash` null: no token was presented. The open-command probe is a LATERAL ... LIMIT 1,
+ * not EXISTS: Postgres may plan an EXISTS as one hash of every open command in the table, built on each
+ * execution (the benchmark's command cycle caught that plan on a database without statistics: ~7,000 rows
+ * read per request and 3 ms of Postgres CPU); the LATERAL form is one index probe per channel whatever
+ * the statistics say.
  */
 const STATEMENT = {
   name: 'mdm_device_context',
-  text: `SELECT ${SELECT}
+  rowMode: 'array',
+  text: `SELECT ${selected.join(', ')}
 FROM device_certificates c
 LEFT JOIN mdm_enrollment_certificates mec ON mec.device_certificate_id = c.id
 LEFT JOIN mdm_enrollments e ON e.id = mec.mdm_enrollment_id
@@ -87,23 +115,29 @@ LEFT JOIN oauth2_grants g ON g.id = t.oauth2_grant_id
 LEFT JOIN access_tokens ct ON ct.id = e.current_access_token_id
 LEFT JOIN users cu ON cu.id = ct.user_id
 LEFT JOIN users eu ON eu.id = e.user_id
+LEFT JOIN LATERAL (SELECT true AS open FROM mdm_commands WHERE mdm_channel_id = ch.id AND status IN ('pending', 'sent', 'not_now') LIMIT 1) q ON true
 WHERE c.fingerprint_sha256 = $1
 ORDER BY ch.enrollment_user_id NULLS FIRST`,
-}
+} as const
 
 export async function loadDeviceContext(sql: Sql, fingerprint: string, tokenHash: Uint8Array | null): Promise<DeviceContext | null> {
-  const rows = await sql.query<Record<string, unknown>>(STATEMENT, [fingerprint, tokenHash ? Buffer.from(tokenHash) : null])
+  const rows = await sql.query<unknown[]>(STATEMENT, [fingerprint, tokenHash ? Buffer.from(tokenHash) : null])
   const first = rows[0]
   if (!first) return null
-  const token = pick<AccessToken>(first, 't')
-  const currentToken = pick<AccessToken>(first, 'ct')
-  const enrollment = pick<ContextEnrollment>(first, 'e')
+  const token = pick<ContextToken>(first, T)
+  const currentToken = pick<ContextToken>(first, CT)
+  const enrollment = pick<ContextEnrollment>(first, E)
+  const channels: ContextChannel[] = []
+  for (const row of rows) {
+    const channel = pick<ContextChannel>(row, CH)
+    if (channel) channels.push({ ...channel, openCommands: row[OPEN_COMMANDS] as boolean })
+  }
   return {
-    certificate: pick<ContextCertificate>(first, 'c')!,
+    certificate: pick<ContextCertificate>(first, C)!,
     enrollment,
-    channels: rows.map((r) => pick<ContextChannel>(r, 'ch')).filter((c): c is ContextChannel => c !== null),
-    presented: token ? { token, userActive: first['tu.active'] as boolean, grantCreatedAt: (first['g.createdAt'] as Date | null) ?? null } : null,
-    current: currentToken ? { token: currentToken, userActive: first['cu.active'] as boolean } : null,
-    userActive: enrollment ? (first['eu.active'] as boolean) : null,
+    channels,
+    presented: token ? { token, userActive: first[PRESENTED_USER_ACTIVE] as boolean, grantCreatedAt: ms(first[GRANT_CREATED]) } : null,
+    current: currentToken ? { token: currentToken, userActive: first[CURRENT_USER_ACTIVE] as boolean } : null,
+    userActive: enrollment ? (first[ENROLLMENT_USER_ACTIVE] as boolean) : null,
   }
 }

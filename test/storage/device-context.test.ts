@@ -6,15 +6,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { certificateFingerprint } from '../../src/pki/certificate.js'
 import { hashSecret } from '../../src/pki/secrets.js'
-import { loadDeviceContext } from '../../src/storage/device-context.js'
+import { CONTEXT_FIELDS, loadDeviceContext } from '../../src/storage/device-context.js'
+import { admin, ADMIN_TOKEN } from '../helpers/admin.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { activeDevice, enrollDevice, type Device } from '../helpers/device.js'
+
+/** The fields the context holds, taken from a row the Prisma API read. */
+function only<T extends object>(row: T, fields: readonly string[]): Partial<T> {
+  return Object.fromEntries(fields.map((f) => [f, (row as Record<string, unknown>)[f]])) as Partial<T>
+}
 
 let t: TestApp
 let iphone: Device
 let mac: Device
 beforeAll(async () => {
-  t = await buildTestApp()
+  t = await buildTestApp({ env: { ADMIN_API_TOKEN: ADMIN_TOKEN } })
   iphone = await activeDevice(t.app)
   mac = await activeDevice(t.app, { mac: true })
   // A Mac's user channel: a second channel row.
@@ -29,22 +35,19 @@ describe('loadDeviceContext', () => {
       const fingerprint = certificateFingerprint(device.certificate.raw)
       const context = (await loadDeviceContext(t.app.db.sql, fingerprint, hashSecret(device.user.token)))!
       const certificate = await prisma.deviceCertificate.findUniqueOrThrow({ where: { fingerprintSha256: fingerprint } })
-      // Without the columns no decision reads (storage/types.ts ContextCertificate, ...).
-      const { certificateDer: _der, ...certificateRow } = certificate
-      expect(context.certificate).toEqual(certificateRow)
+      // Only the columns the decisions read (CONTEXT_FIELDS), with the Prisma API's values and types.
+      expect(context.certificate).toEqual(only(certificate, CONTEXT_FIELDS.certificate))
       const binding = await prisma.mdmEnrollmentCertificate.findUniqueOrThrow({ where: { deviceCertificateId: certificate.id }, include: { enrollment: true } })
-      const { deviceInfo: _info, ...enrollmentRow } = binding.enrollment
-      expect(context.enrollment).toEqual(enrollmentRow)
+      expect(context.enrollment).toEqual(only(binding.enrollment, CONTEXT_FIELDS.enrollment))
       const channels = await prisma.mdmChannel.findMany({ where: { mdmEnrollmentId: binding.enrollment.id } })
       expect(context.channels).toHaveLength(channels.length)
-      expect(new Set(context.channels)).toEqual(new Set(channels.map(({ ddmStatus: _ddm, ...row }) => row)))
+      expect(new Set(context.channels)).toEqual(new Set(channels.map((row) => ({ ...only(row, CONTEXT_FIELDS.channel), openCommands: false }))))
       // The device channel first.
       expect(context.channels[0]!.enrollmentUserId).toBeNull()
       const token = await prisma.accessToken.findUniqueOrThrow({ where: { tokenHash: hashSecret(device.user.token) }, include: { user: true } })
-      const { user, ...tokenRow } = token
-      expect(context.presented).toEqual({ token: tokenRow, userActive: user.active, grantCreatedAt: null })
+      expect(context.presented).toEqual({ token: only(token, CONTEXT_FIELDS.token), userActive: token.user.active, grantCreatedAt: null })
       const current = await prisma.accessToken.findUniqueOrThrow({ where: { id: binding.enrollment.currentAccessTokenId! } })
-      expect(context.current).toEqual({ token: current, userActive: true })
+      expect(context.current).toEqual({ token: only(current, CONTEXT_FIELDS.token), userActive: true })
       expect(context.userActive).toBe(true)
     }
     expect(mac.sim.enrollmentUserId).toBeDefined()
@@ -75,5 +78,22 @@ describe('loadDeviceContext', () => {
     expect(context.current).toBeNull()
     expect(context.userActive).toBeNull()
     expect(context.presented?.token.id).toBe(fresh.user.tokenId)
+  })
+
+  it('says whether each channel has an open command, so that an Idle with an empty queue asks for none', async () => {
+    const device = await activeDevice(t.app)
+    const fingerprint = certificateFingerprint(device.certificate.raw)
+    const open = async () => (await loadDeviceContext(t.app.db.sql, fingerprint, null))!.channels[0]!.openCommands
+    expect(await open()).toBe(false)
+    const enrollment = (await loadDeviceContext(t.app.db.sql, fingerprint, null))!.enrollment!.id
+    expect((await admin(t.app, 'POST', `/enrollments/${enrollment}/commands`, { RequestType: 'ProfileList' })).statusCode).toBe(201)
+    expect(await open()).toBe(true)
+    // Sent and not answered yet: still open (the next session sends it again).
+    const sent = await device.idle()
+    expect(sent.body).toContain('ProfileList')
+    expect(await open()).toBe(true)
+    const uuid = /<key>CommandUUID<\/key>\s*<string>([^<]+)<\/string>/.exec(sent.body)![1]!
+    expect((await device.idle(undefined, { Status: 'Acknowledged', CommandUUID: uuid })).statusCode).toBe(200)
+    expect(await open()).toBe(false)
   })
 })
