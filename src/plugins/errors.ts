@@ -60,10 +60,10 @@ export function defaultMessage(status: number): string {
 }
 
 /** Logs an error at the level its status deserves, with the real reason. */
-export function logError(request: FastifyRequest, err: unknown, http: HttpError): void {
-  if (http.status >= 500 && http.status !== 503) request.log.error({ err }, 'request failed')
-  else if (http.status === 503) request.log.warn({ err }, 'dependency unavailable')
-  else request.log.info({ reason: { type: (err as Error)?.name, message: (err as Error)?.message, code: (err as { code?: unknown })?.code } }, 'request rejected')
+export function logError(request: FastifyRequest, err: unknown, http: HttpError, fields: Record<string, unknown> = {}): void {
+  if (http.status >= 500 && http.status !== 503) request.log.error({ ...fields, err }, 'request failed')
+  else if (http.status === 503) request.log.warn({ ...fields, err }, 'dependency unavailable')
+  else request.log.info({ ...fields, reason: { type: (err as Error)?.name, message: (err as Error)?.message, code: (err as { code?: unknown })?.code } }, 'request rejected')
 }
 
 export function sendJsonError(reply: FastifyReply, http: HttpError): FastifyReply {

@@ -129,7 +129,10 @@ describe('enroll -> SCEP -> Authenticate -> TokenUpdate -> Idle -> CheckOut', ()
 
   it('logs one line per message naming the enrollment and MessageType, never the token, PushMagic, push token or body', async () => {
     const device = await activeDevice(t.app)
-    await device.idle()
+    const idle = await device.idle()
+    // One line for the whole request: who and what, the request, the status and the time.
+    const own = t.logs().filter((l) => l.reqId === idle.headers['x-request-id'])
+    expect(own).toEqual([expect.objectContaining({ msg: 'command report Idle', req: expect.objectContaining({ method: 'PUT' }), res: { statusCode: 200 }, responseTime: expect.any(Number) })])
     const lines = t.logLines.filter((l) => l.includes(device.enrollmentId))
     const messages = lines.map((l) => (JSON.parse(l) as { msg: string }).msg)
     expect(messages).toEqual(expect.arrayContaining(['check-in Authenticate', 'check-in TokenUpdate', 'command report Idle']))

@@ -34,16 +34,17 @@ export default async function mdmRoutes(app: FastifyInstance) {
 
   app.setErrorHandler(
     errorHandler({
+      // This route's one line per request (config.ownRequestLog): the request is on it.
       log: (request, err, http) => {
         const mdm = logs.get(request)
         if (!mdm) {
-          logError(request, err, http)
+          logError(request, err, http, { req: request })
         } else if (http.status < 500) {
           const e = err as { name?: string; message?: string; code?: unknown }
-          request.log.info({ mdm: { ...mdm, status: String(http.status) }, reason: { type: e?.name, message: e?.message, code: e?.code } }, `${describe(mdm)}: refused`)
+          request.log.info({ req: request, mdm: { ...mdm, status: String(http.status) }, reason: { type: e?.name, message: e?.message, code: e?.code } }, `${describe(mdm)}: refused`)
         } else {
           // Same levels and messages as logError, with the request's enrollment and message on the line.
-          request.log[http.status === 503 ? 'warn' : 'error']({ err, mdm }, http.status === 503 ? 'dependency unavailable' : 'request failed')
+          request.log[http.status === 503 ? 'warn' : 'error']({ req: request, err, mdm }, http.status === 503 ? 'dependency unavailable' : 'request failed')
         }
       },
       // Apple's unenroll answer has its own body (services/mdm-access.ts UnrecognizedDeviceError).
@@ -51,7 +52,7 @@ export default async function mdmRoutes(app: FastifyInstance) {
     }),
   )
 
-  app.put(path, { bodyLimit: MDM_BODY_LIMIT }, async (request, reply) => {
+  app.put(path, { bodyLimit: MDM_BODY_LIMIT, config: { ownRequestLog: true } }, async (request, reply) => {
     const mediaType = request.headers['content-type']?.split(';')[0]!.trim().toLowerCase()
     if (mediaType !== CHECKIN_CONTENT_TYPE && mediaType !== COMMAND_CONTENT_TYPE) {
       throw new UnsupportedMediaTypeError(`Content-Type must be ${CHECKIN_CONTENT_TYPE} or ${COMMAND_CONTENT_TYPE}`)
@@ -84,27 +85,32 @@ export default async function mdmRoutes(app: FastifyInstance) {
     return send(request, reply, log, answer)
   })
 
+  /** The request's one line: who and what (the route's `mdm` fields), the request, the status and the time so far. */
+  function logLine(request: FastifyRequest, reply: FastifyReply, mdm: RequestLog, message: string) {
+    request.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, mdm }, message)
+  }
+
   function send(request: FastifyRequest, reply: FastifyReply, log: RequestLog, answer: MdmAnswer) {
     log.enrollment = answer.enrollment
     switch (answer.kind) {
       case 'reauthenticate':
-        request.log.info({ mdm: { ...log, reason: answer.reason } }, `${describe(log)}: sign-in required`)
-        return reply.code(401).headers(answer.headers).send()
+        logLine(request, reply.code(401), { ...log, reason: answer.reason }, `${describe(log)}: sign-in required`)
+        return reply.headers(answer.headers).send()
       case 'gone':
-        request.log.info({ mdm: log }, `${describe(log)}: user not managed`)
-        return reply.code(410).send()
+        logLine(request, reply.code(410), log, `${describe(log)}: user not managed`)
+        return reply.send()
       case 'ok': {
-        request.log.info({ mdm: { ...log, note: answer.note } }, describe(log))
         const body = answer.body ?? { kind: 'empty', status: 200 }
+        logLine(request, reply.code(body.kind === 'empty' ? body.status : 200), { ...log, note: answer.note }, describe(log))
         switch (body.kind) {
           case 'empty':
-            return reply.code(body.status).send()
+            return reply.send()
           case 'json':
-            return reply.code(200).type('application/json').send(JSON.stringify(body.value))
+            return reply.type('application/json').send(JSON.stringify(body.value))
           case 'plist':
             // RFC 7303 prefers application/xml to text/xml; devices read the plist whatever the subtype
             // (a recorded server's text/xml worked as well).
-            return reply.code(200).type('application/xml; charset=utf-8').send(buildPlist(body.value))
+            return reply.type('application/xml; charset=utf-8').send(buildPlist(body.value))
         }
       }
     }
