@@ -3,8 +3,7 @@
  * it, and reading its memory from /proc (Linux). A free port comes from test/helpers/ports.
  */
 import type { ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-
+import { readdirSync, readFileSync } from 'node:fs'
 
 export async function waitFor(url: string, child: ChildProcess, timeoutMs = 120_000): Promise<void> {
   const until = Date.now() + timeoutMs
@@ -66,4 +65,28 @@ export function cpuMsOf(pid: number): number {
   } catch {
     return 0
   }
+}
+
+/**
+ * CPU time (ms) of every process of this name (`postgres`: the server's backends, its writer and
+ * autovacuum) by pid, from /proc; empty where there is none.
+ */
+export function cpuOfCommand(name: string): Map<number, number> {
+  const out = new Map<number, number>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === name) out.set(Number(entry), cpuMsOf(Number(entry)))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
+}
+
+/** CPU (ms) those processes used since `before` (a process that exited in between is not counted). */
+export function cpuSince(name: string, before: Map<number, number>): number {
+  let total = 0
+  for (const [pid, ms] of cpuOfCommand(name)) total += ms - (before.get(pid) ?? 0)
+  return total
 }

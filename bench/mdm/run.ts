@@ -41,7 +41,7 @@ import { httpTransport } from '../../src/device/transport.js'
 import { buildCommandReport, COMMAND_CONTENT_TYPE } from '../../src/protocol/checkin.js'
 import { createPostgresDatabase, withClient } from '../../test/helpers/database.js'
 import { freePort } from '../../test/helpers/ports.js'
-import { childPids, cpuMsOf, memoryOf, stopChild, waitFor, type Memory } from '../lib/processes.js'
+import { childPids, cpuMsOf, cpuOfCommand, cpuSince, memoryOf, stopChild, waitFor, type Memory } from '../lib/processes.js'
 import { generateDataset } from './dataset.js'
 
 /** Replaces the `## title` section of bench/RESULTS.md (other suites write their own sections). */
@@ -76,6 +76,8 @@ interface Row {
   rps: number
   /** Server CPU (user + system, all its processes) per request, ms. */
   cpu?: number
+  /** CPU of every postgres process on this machine per request, ms (the benchmark's database is the only busy one). */
+  dbCpu?: number
   p50: number
   p99: number
   errors: number
@@ -189,6 +191,7 @@ async function enrollDevices(server: Server, count: number): Promise<{ devices: 
 async function cannon(name: string, server: Server, request: () => { method: string; path: string; headers?: Record<string, string>; body?: Buffer }): Promise<Row> {
   const base = server.base
   const cpuBefore = server.pids().reduce((a, p) => a + cpuMsOf(p), 0)
+  const dbBefore = cpuOfCommand('postgres')
   const result = await autocannon({
     url: base,
     connections: CONNECTIONS,
@@ -203,7 +206,8 @@ async function cannon(name: string, server: Server, request: () => { method: str
     ],
   })
   const cpu = (server.pids().reduce((a, p) => a + cpuMsOf(p), 0) - cpuBefore) / Math.max(1, result.requests.total)
-  return { run: name, rps: Math.round(result.requests.average), cpu: Math.round(cpu * 100) / 100, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx }
+  const dbCpu = cpuSince('postgres', dbBefore) / Math.max(1, result.requests.total)
+  return { run: name, rps: Math.round(result.requests.average), cpu: Math.round(cpu * 100) / 100, dbCpu: Math.round(dbCpu * 100) / 100, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx }
 }
 
 /** Idle from each device in turn. */
@@ -268,6 +272,7 @@ async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<st
     })
   const latencies: number[] = []
   const cpuBefore = server.pids().reduce((a, p) => a + cpuMsOf(p), 0)
+  const dbBefore = cpuOfCommand('postgres')
   let acknowledged = 0
   let errors = 0
   const until = performance.now() + SECONDS * 1000
@@ -304,6 +309,7 @@ async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<st
     run: 'command cycle: Idle -> command -> Acknowledged -> next (commands/s)',
     rps: Math.round((acknowledged * 1000) / elapsed),
     cpu: Math.round(((server.pids().reduce((a, p) => a + cpuMsOf(p), 0) - cpuBefore) / Math.max(1, latencies.length)) * 100) / 100,
+    dbCpu: Math.round((cpuSince('postgres', dbBefore) / Math.max(1, latencies.length)) * 100) / 100,
     p50: Math.round(latencies[Math.floor(latencies.length / 2)] ?? 0),
     p99: Math.round(latencies[Math.min(latencies.length - 1, Math.ceil(latencies.length * 0.99) - 1)] ?? 0),
     errors,
@@ -331,8 +337,8 @@ async function queueCommands(databaseUrl: string, devices: BenchDevice[]) {
 }
 
 function table(): string {
-  const lines = ['| run | requests/s | server CPU ms/request | p50 ms | p99 ms | errors | peak RSS MB |', '|---|---:|---:|---:|---:|---:|---:|']
-  for (const r of rows) lines.push(`| ${r.run} | ${r.rps} | ${r.cpu ?? ''} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.rss ?? ''} |`)
+  const lines = ['| run | requests/s | server CPU ms/request | Postgres CPU ms/request | p50 ms | p99 ms | errors | peak RSS MB |', '|---|---:|---:|---:|---:|---:|---:|---:|']
+  for (const r of rows) lines.push(`| ${r.run} | ${r.rps} | ${r.cpu ?? ''} | ${r.dbCpu ?? ''} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.rss ?? ''} |`)
   lines.push('', '| target | measured | required | |', '|---|---:|---:|---|')
   for (const t of targets) lines.push(`| ${t.name} | ${t.value} | ${t.target} | ${t.pass ? 'pass' : '**FAIL**'} |`)
   return lines.join('\n')
