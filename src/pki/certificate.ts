@@ -5,6 +5,7 @@
 import { X509Certificate, createHash, type KeyObject } from 'node:crypto'
 import { OID } from './oids.js'
 import { Asn1Error, child, contentOf, expectUniversal, integerHexOf, isContext, octetsOf, oidOf, parseDer, rawOf, Tag, type Asn1Node } from './der.js'
+import { LruCache } from './lru.js'
 
 export interface CertificateParts {
   serialHex: string
@@ -58,7 +59,7 @@ export function extendedKeyUsages(parts: CertificateParts): string[] | undefined
  * beside it. Bounded, so a client sending new certificates only evicts.
  */
 export const CERTIFICATE_CACHE_SIZE = 2048
-const parsed = new Map<string, X509Certificate>()
+const parsed = new LruCache<string, X509Certificate>(CERTIFICATE_CACHE_SIZE)
 const derived = new WeakMap<X509Certificate, { fingerprint?: string; parts?: CertificateParts; publicKey?: KeyObject }>()
 
 function derivedOf(cert: X509Certificate) {
@@ -71,11 +72,7 @@ function derivedOf(cert: X509Certificate) {
 export function parseCertificate(der: Uint8Array): X509Certificate {
   const key = createHash('sha256').update(der).digest('base64')
   const hit = parsed.get(key)
-  if (hit) {
-    parsed.delete(key)
-    parsed.set(key, hit)
-    return hit
-  }
+  if (hit) return hit
   let cert: X509Certificate
   try {
     cert = new X509Certificate(der)
@@ -83,7 +80,6 @@ export function parseCertificate(der: Uint8Array): X509Certificate {
     throw new Asn1Error(`invalid certificate: ${(err as Error).message}`)
   }
   parsed.set(key, cert)
-  if (parsed.size > CERTIFICATE_CACHE_SIZE) parsed.delete(parsed.keys().next().value!)
   return cert
 }
 

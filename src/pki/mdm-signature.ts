@@ -9,10 +9,11 @@
  * Failures are 400 (cannot be read) or 403 (does not prove an identity), never 401: for some enrollment
  * types a 401 makes the device unenroll.
  */
-import type { X509Certificate } from 'node:crypto'
+import { createHash, type X509Certificate } from 'node:crypto'
 import { BadRequestError, ForbiddenError } from '../errors.js'
 import { extendedKeyUsages, parseCertificate, partsOf } from './certificate.js'
 import { CmsError, parseSignedData, verifySingleSigner } from './cms.js'
+import { LruCache } from './lru.js'
 import { OID } from './oids.js'
 
 /** A detached signature with a certificate chain fits easily; anything larger is not from a device. */
@@ -35,11 +36,32 @@ function decodeBase64(value: string, what: string): Buffer {
 }
 
 /**
+ * Signatures verified before, by the SHA-256 of (header, body). Devices sign without signed attributes
+ * (no signing time) with RSA PKCS #1 v1.5, which is deterministic (the recorded iOS 18 Idle in
+ * test/fixtures): a device's Idle, the same body each time, carries the same header each time. Verifying
+ * is a pure function of those bytes, so the answer is the one a full check would give; what can change
+ * (revocation, the enrollment) is read from the database on every request after this. Only successes are
+ * kept: anything else is checked in full each time.
+ */
+export const VERIFIED_SIGNATURE_CACHE_SIZE = 4096
+const verified = new LruCache<string, X509Certificate>(VERIFIED_SIGNATURE_CACHE_SIZE)
+
+/**
  * Verifies `Mdm-Signature` over `body` and returns the signer's certificate. Checks only that the
- * signature is valid for the certificate it names; `checkDeviceCertificate` decides whether we trust it.
+ * signature is valid for the certificate it names; `checkIssuedByCa` decides whether we trust it.
  */
 export function verifyMdmSignature(header: string | undefined, body: Uint8Array): X509Certificate {
   if (!header) throw new BadRequestError('Mdm-Signature header is missing', { code: 'missing_signature' })
+  // The header's length first, so that no other split of the same bytes between header and body matches.
+  const key = createHash('sha256').update(`${header.length}:`).update(header).update(body).digest('base64')
+  const seen = verified.get(key)
+  if (seen) return seen
+  const certificate = verifySignature(header, body)
+  verified.set(key, certificate)
+  return certificate
+}
+
+function verifySignature(header: string, body: Uint8Array): X509Certificate {
   const der = decodeBase64(header, 'Mdm-Signature')
   let signed
   try {

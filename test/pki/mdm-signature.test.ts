@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { signCms } from '../../src/pki/cms.js'
+import { parseSignedData, signCms } from '../../src/pki/cms.js'
 import { certificateFingerprint } from '../../src/pki/certificate.js'
 import { certificateFromProxyHeader, checkIssuedByCa, DeviceIdentityError, verifyMdmSignature } from '../../src/pki/mdm-signature.js'
 import { CertificateSigner, createSelfSigned, generateRsaKeyPair, type Identity, type KeyPair } from '../../src/pki/x509.js'
@@ -60,6 +60,28 @@ describe('verifyMdmSignature', () => {
     writeFileSync(path.join(dir, 'body'), body)
     const sig = execFileSync('openssl', ['cms', '-sign', '-binary', '-outform', 'DER', '-md', 'sha256', '-in', path.join(dir, 'body'), '-signer', path.join(dir, 'cert.pem'), '-inkey', path.join(dir, 'key.pem')])
     expect(certificateFingerprint(verifyMdmSignature(sig.toString('base64'), body).raw)).toBe(certificateFingerprint(device.certificate.raw))
+  })
+
+  it('devices sign deterministically: the recorded Idle has no signed attributes (no signing time) and RSA PKCS #1 v1.5 over SHA-1', () => {
+    // The premise of the verified-signature cache: a device's repeated Idle carries the same header.
+    const signed = parseSignedData(fixtureBase64('mdm-signature.idle.header.b64'))
+    expect(signed.signers).toHaveLength(1)
+    expect(signed.signers[0]!.signedAttributesDer).toBeUndefined()
+    expect(signed.signers[0]!.digest).toBe('sha1')
+    expect(sign(device)).toBe(sign(device))
+  })
+
+  it('accepts the same header over the same body again, never over another body (403)', () => {
+    const header = sign(device)
+    const first = verifyMdmSignature(header, body)
+    expect(verifyMdmSignature(header, Buffer.from(body))).toBe(first)
+    const changed = Buffer.from(body)
+    changed[changed.length - 30] = changed[changed.length - 30]! ^ 0x20
+    expect(() => verifyMdmSignature(header, changed)).toThrow(DeviceIdentityError)
+    // The same bytes split differently between header and body are another input.
+    expect(() => verifyMdmSignature(header.slice(0, -4), Buffer.concat([Buffer.from(header.slice(-4)), body]))).toThrow()
+    // A failure is not remembered as anything: the right pair still verifies after it.
+    expect(verifyMdmSignature(header, body)).toBe(first)
   })
 
   it('refuses a body with one byte changed (403)', () => {

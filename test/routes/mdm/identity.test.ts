@@ -129,7 +129,13 @@ describe('row 7: Mdm-Signature', () => {
     await refused(() => a.idle({ signer: email }), 403, /not for client authentication/)
 
     const device = await activeDevice(t.app)
+    // The same bytes that were accepted a moment ago (a verified signature is remembered; revocation is
+    // read from the database on every request).
+    const idle = device.body('idle')
+    const header = device.sign(idle)
+    expect((await device.put(idle, { contentType: COMMAND, signature: header })).statusCode).toBe(200)
     await t.app.db.prisma.deviceCertificate.update({ where: { fingerprintSha256: certificateFingerprint(device.certificate.raw) }, data: { revokedAt: new Date() } })
+    await refused(() => device.put(idle, { contentType: COMMAND, signature: header }), 403, /the signing certificate is revoked/)
     await refused(() => device.idle(), 403, /the signing certificate is revoked/)
     await refused(() => device.checkOut(), 403, /the signing certificate is revoked/)
   })
