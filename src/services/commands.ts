@@ -104,11 +104,23 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
     return channel
   }
 
-  async function recordReport(channel: ContextChannel, report: CommandReport, raw: PlistDict, now: Date): Promise<ReportOutcome | undefined> {
-    if (report.Status === 'Idle' || !report.CommandUUID) return undefined
-    if (report.Status === 'NotNow') return putAside(db, channel.id, report.CommandUUID, now)
-    // Stored as the device sent it.
-    return storeResult(deps.sql, channel.id, report.CommandUUID, FINAL[report.Status]!, reportToJson(raw) as object, now)
+  /**
+   * Records the report and takes the channel's next command (unless `takeNext` is false): a final result
+   * and the next command in one statement, NotNow and Idle as their own steps. An Idle starts a session
+   * (every open command is due again); nothing open on the channel when the request was read means no
+   * next command to ask for.
+   */
+  async function recordAndTakeNext(channel: ContextChannel, report: CommandReport, raw: PlistDict, now: Date, takeNext: boolean) {
+    let outcome: ReportOutcome | undefined
+    if (report.Status !== 'Idle' && report.CommandUUID) {
+      if (report.Status !== 'NotNow') {
+        // Stored as the device sent it.
+        return storeResult(deps.sql, channel.id, report.CommandUUID, FINAL[report.Status]!, reportToJson(raw) as object, now, takeNext)
+      }
+      outcome = await putAside(db, channel.id, report.CommandUUID, now)
+    }
+    const next = takeNext && channel.openCommands !== false ? await takeNextCommand(deps.sql, channel.id, now, report.Status === 'Idle') : null
+    return { outcome, next }
   }
 
   return {
@@ -121,13 +133,12 @@ export function createCommandService(deps: MdmDeps, access: MdmAccess, notifier:
       if (!decision.ok) return access.reauthenticate(enrollment.teamId, decision.reason, enrollment.id)
       await access.recordSeen(enrollment, channel, decision, now)
 
-      const outcome = await recordReport(channel, request.message, request.raw ?? (request.message as unknown as PlistDict), now)
+      // On hold: the result is kept, no command is delivered.
+      const held = holdNote(decision)
+      const { outcome, next } = await recordAndTakeNext(channel, request.message, request.raw ?? (request.message as unknown as PlistDict), now, !held)
+      if (held) return { kind: 'ok', enrollment: enrollment.id, note: held }
       // Devices resend results; a CommandUUID this channel was never sent changes nothing (SECURITY.md rows 11, 12).
       const note = outcome === 'unknown' ? 'result for a command this channel was not sent: ignored' : outcome === 'duplicate' ? 'result already stored: ignored' : undefined
-      const held = holdNote(decision)
-      if (held) return { kind: 'ok', enrollment: enrollment.id, note: held }
-      // Nothing open on the channel when the request was read: no next command to ask for.
-      const next = channel.openCommands === false ? null : await takeNextCommand(deps.sql, channel.id, now, request.message.Status === 'Idle')
       if (!next) return { kind: 'ok', enrollment: enrollment.id, note }
       return {
         kind: 'ok',

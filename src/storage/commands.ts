@@ -72,8 +72,12 @@ export type ReportOutcome = 'stored' | 'duplicate' | 'unknown'
 /**
  * Stores a final result (Acknowledged, Error, CommandFormatError) for the channel's own command: the
  * first report wins, a repeated one is a duplicate, a CommandUUID this channel was not sent is unknown.
- * One round trip on the hot path (named statement); the status condition is on the updated row itself,
- * so of two concurrent reports Postgres re-checks the second against the first's write and stores one.
+ * With `takeNext`, the same statement also takes the channel's next command never sent (within a session
+ * only those are due, as takeNextCommand with newSession false): one round trip and one commit for the
+ * command cycle's report. Both updates see the statement's snapshot, so the next command is never the
+ * reported one (excluded by id, and a sent command is not pending). The status condition is on the updated
+ * row itself, so of two concurrent reports Postgres re-checks the second against the first's write and
+ * stores one.
  */
 const STORE_RESULT = {
   name: 'mdm_store_result',
@@ -82,14 +86,37 @@ const STORE_RESULT = {
       UPDATE mdm_commands m SET status = $3, result = $4::jsonb, completed_at = $5
       FROM target WHERE m.id = target.id AND m.status NOT IN ('acknowledged', 'error', 'format_error')
       RETURNING m.id
+    ),
+    next AS (
+      UPDATE mdm_commands SET status = 'sent', sent_at = $5, deliveries = deliveries + 1
+      WHERE $6::boolean AND id = (
+        SELECT id FROM mdm_commands
+        WHERE mdm_channel_id = $1
+          AND status = 'pending'
+          AND (expires_at IS NULL OR expires_at > $5)
+          AND id NOT IN (SELECT id FROM target)
+        ORDER BY seq
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+      )
+      RETURNING command_uuid, command
     )
-    SELECT (SELECT count(*) FROM stored)::int AS stored, (SELECT count(*) FROM target)::int AS known`,
+    SELECT (SELECT count(*) FROM stored)::int AS stored, (SELECT count(*) FROM target)::int AS known, next.command_uuid, next.command
+    FROM (SELECT 1) one LEFT JOIN next ON true`,
 }
 
-export async function storeResult(sql: Sql, mdmChannelId: string, commandUuid: string, status: FinalStatus, result: Prisma.InputJsonValue, now: Date): Promise<ReportOutcome> {
-  const [row] = await sql.query<{ stored: number; known: number }>(STORE_RESULT, [mdmChannelId, commandUuid, status, JSON.stringify(result), now])
-  if (row!.stored === 1) return 'stored'
-  return row!.known ? 'duplicate' : 'unknown'
+export async function storeResult(
+  sql: Sql,
+  mdmChannelId: string,
+  commandUuid: string,
+  status: FinalStatus,
+  result: Prisma.InputJsonValue,
+  now: Date,
+  takeNext: boolean,
+): Promise<{ outcome: ReportOutcome; next: { commandUuid: string; command: unknown } | null }> {
+  const [row] = await sql.query<{ stored: number; known: number; command_uuid: string | null; command: unknown }>(STORE_RESULT, [mdmChannelId, commandUuid, status, JSON.stringify(result), now, takeNext])
+  const outcome = row!.stored === 1 ? 'stored' : row!.known ? 'duplicate' : 'unknown'
+  return { outcome, next: row!.command_uuid ? { commandUuid: row!.command_uuid, command: row!.command } : null }
 }
 
 /** NotNow: the command waits for the channel's next Idle. */

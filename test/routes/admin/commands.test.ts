@@ -120,6 +120,20 @@ describe('what devices do', () => {
     expect(commandIn(await a.idle())!.CommandUUID).toBe(queued.command_uuid)
   })
 
+  it('a result for the channel\'s own command before it was sent is stored, and that command is not the next one handed out', async () => {
+    // The result and the next command are one statement (storage/commands.ts): the reported command must
+    // never come back as the next even while it was still pending.
+    const device = await activeDevice(t.app)
+    const enrollment = await enrollmentOf(device)
+    const first = await queue(enrollment, { RequestType: 'ProfileList' })
+    const second = await queue(enrollment, { RequestType: 'SecurityInfo' })
+    const next = commandIn(await device.idle(undefined, { Status: 'Acknowledged', CommandUUID: first.command_uuid, ProfileList: [] }))
+    expect(next!.CommandUUID).toBe(second.command_uuid)
+    expect((await status(first.command_uuid)).status).toBe('acknowledged')
+    expect(commandIn(await device.idle(undefined, { Status: 'Acknowledged', CommandUUID: second.command_uuid }))).toBeNull()
+    expect(commandIn(await device.idle())).toBeNull()
+  })
+
   it('a command sent and never reported on is sent again when the next session starts', async () => {
     const device = await activeDevice(t.app)
     const queued = await queue(await enrollmentOf(device), { RequestType: 'ProfileList' })
