@@ -33,12 +33,6 @@ export type DatabaseOptions =
   /** An already open PGlite instance (tests share one between two app instances). Not closed by us. */
   | { kind: 'pglite-instance'; pglite: PGlite }
 
-/**
- * Plain SQL for the few statements every check-in runs (storage/device-context, the next command): a
- * prepared statement by name on Postgres, planned once per connection, and none of the query engine's
- * per-query work. Everything else goes through Prisma. Rows come back as the driver reads them: Date for
- * timestamps, objects for JSON; bytes are Uint8Array (Buffer on Postgres) and callers normalise them.
- */
 /** A named statement: prepared once per connection. `rowMode: 'array'`: rows as arrays in column order. */
 export interface Statement {
   name: string
@@ -46,6 +40,12 @@ export interface Statement {
   rowMode?: 'array'
 }
 
+/**
+ * Plain SQL for the few statements every check-in runs (storage/device-context, the next command): a
+ * prepared statement by name on Postgres, planned once per connection, and none of the query engine's
+ * per-query work. Everything else goes through Prisma. Rows come back as the driver reads them: Date for
+ * timestamps, objects for JSON; bytes are Uint8Array (Buffer on Postgres) and callers normalise them.
+ */
 export interface Sql {
   query<T>(statement: Statement, values: unknown[]): Promise<T[]>
 }

@@ -30,9 +30,10 @@ export interface DeviceContext {
 }
 
 /**
- * The fields each part of the context holds: only what the decisions read, because every column costs on every request (pg describes and decodes the row each time;
- * a profile of the Idle path found that decoding the whole rows, ~75 columns, was the largest part of it).
- * Timestamps come as milliseconds since the epoch (float8): a number, where a date string would need parsing.
+ * The fields each part of the context holds: only what the decisions read. Every field costs on every
+ * request (a profile of the Idle path found that decoding the whole rows, ~75 columns, was the largest
+ * part of it). Timestamps come as milliseconds since the epoch: a number, where a date string would need
+ * parsing.
  */
 export const CONTEXT_FIELDS = {
   certificate: ['id', 'fingerprintSha256', 'enrollmentProfileId', 'accessTokenId', 'userId', 'teamId', 'revokedAt', 'notAfter', 'notBefore', 'renewedFromId'],
