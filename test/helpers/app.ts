@@ -78,3 +78,32 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
   }
 }
+
+/** Two app instances on one fresh database (two server processes behind a load balancer). */
+export interface TestAppPair {
+  a: TestApp
+  b: TestApp
+  /** Closes both and drops their database. */
+  close(): Promise<void>
+}
+
+export async function buildTestAppPair(env: Record<string, string | undefined> = {}): Promise<TestAppPair> {
+  const database = await createTestDatabase()
+  let a: TestApp | undefined
+  try {
+    a = await buildTestApp({ env, database })
+    const b = await buildTestApp({ env, database })
+    return {
+      a,
+      b,
+      async close() {
+        await Promise.all([a!.close(), b.close()])
+        await database.drop()
+      },
+    }
+  } catch (err) {
+    await a?.close()
+    await database.drop()
+    throw err
+  }
+}

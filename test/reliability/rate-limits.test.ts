@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { App } from '../../src/app.js'
 import { ADMIN_TOKEN } from '../helpers/admin.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestDatabase, hasPostgres, type TestDatabase } from '../helpers/database.js'
+import { buildTestApp, buildTestAppPair, type TestApp, type TestAppPair } from '../helpers/app.js'
+import { hasPostgres } from '../helpers/database.js'
 import { recordFigures } from '../helpers/figures.js'
 import { oauth2Env } from '../helpers/oauth2.js'
 import { APPLE_REDIRECT_URI, startTestIdp, type TestIdp } from '../helpers/oidc-idp.js'
@@ -26,27 +26,25 @@ const enroll: Send = (app, remoteAddress) =>
 const ssoPage: Send = (app, remoteAddress) => app.inject({ url: '/mdm/sso', remoteAddress })
 const adminGuess: Send = (app, remoteAddress) => app.inject({ url: '/api/v1/admin/enrollments', remoteAddress, headers: { authorization: 'Bearer a-guessed-token-0123456789abcdef0123456789' } })
 
-let database: TestDatabase
+let pair: TestAppPair
 let a: TestApp
 let b: TestApp
 let idp: TestIdp
-let oauthDatabase: TestDatabase
+let oauthPair: TestAppPair
 let oa: TestApp
 let ob: TestApp
 
 beforeAll(async () => {
-  database = await createTestDatabase()
-  a = await buildTestApp({ env: limits, database })
-  b = await buildTestApp({ env: limits, database })
+  pair = await buildTestAppPair(limits)
+  ;({ a, b } = pair)
   idp = await startTestIdp()
-  oauthDatabase = await createTestDatabase()
-  oa = await buildTestApp({ env: oauth2Env(idp, limits), database: oauthDatabase })
-  ob = await buildTestApp({ env: oauth2Env(idp, limits), database: oauthDatabase })
+  oauthPair = await buildTestAppPair(oauth2Env(idp, limits))
+  ;({ a: oa, b: ob } = oauthPair)
 }, 120_000)
 
 afterAll(async () => {
-  await Promise.all([a?.close(), b?.close(), oa?.close(), ob?.close()])
-  await Promise.all([database?.drop(), oauthDatabase?.drop(), idp?.close()])
+  await Promise.all([pair?.close(), oauthPair?.close()])
+  await idp?.close()
 })
 
 async function alternate(pair: [App, App], send: Send, remoteAddress: string) {

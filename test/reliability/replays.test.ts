@@ -10,8 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashSecret } from '../../src/pki/secrets.js'
 import { buildCommandReport } from '../../src/protocol/checkin.js'
 import { ADMIN_TOKEN } from '../helpers/admin.js'
-import { buildTestApp, type TestApp } from '../helpers/app.js'
-import { createTestDatabase, type TestDatabase } from '../helpers/database.js'
+import { buildTestAppPair, type TestApp, type TestAppPair } from '../helpers/app.js'
 import { activeDevice, COMMAND, Device, enrollDevice } from '../helpers/device.js'
 import { postEnroll } from '../helpers/enroll.js'
 import { recordFigures } from '../helpers/figures.js'
@@ -27,8 +26,8 @@ const pair = <T>(a: T, b: T) => (i: number) => (i % 2 ? b : a)
 
 let samlIdp: SamlIdp
 let oidcIdp: TestIdp
-let db: TestDatabase
-let oauthDb: TestDatabase
+let apps: TestAppPair
+let oauthPair: TestAppPair
 let a: TestApp
 let b: TestApp
 let oa: TestApp
@@ -38,18 +37,15 @@ beforeAll(async () => {
   samlIdp = await createTestIdp()
   oidcIdp = await startTestIdp()
   oidcIdp.accounts.set('replay-sub', { sub: 'replay-sub', password: 'pa55word', email: 'replay@example.com', name: 'Replay' })
-  ;[db, oauthDb] = await Promise.all([createTestDatabase(), createTestDatabase()])
-  const env = { ...samlIdp.env, ADMIN_API_TOKEN: ADMIN_TOKEN, SSO_RATE_LIMIT: '100000' }
-  a = await buildTestApp({ env, database: db })
-  b = await buildTestApp({ env, database: db })
-  const oenv = oauth2Env(oidcIdp, { OAUTH2_RATE_LIMIT: '100000' })
-  oa = await buildTestApp({ env: oenv, database: oauthDb })
-  ob = await buildTestApp({ env: oenv, database: oauthDb })
+  apps = await buildTestAppPair({ ...samlIdp.env, ADMIN_API_TOKEN: ADMIN_TOKEN, SSO_RATE_LIMIT: '100000' })
+  ;({ a, b } = apps)
+  oauthPair = await buildTestAppPair(oauth2Env(oidcIdp, { OAUTH2_RATE_LIMIT: '100000' }))
+  ;({ a: oa, b: ob } = oauthPair)
 }, 180_000)
 
 afterAll(async () => {
-  await Promise.all([a?.close(), b?.close(), oa?.close(), ob?.close()])
-  await Promise.all([db?.drop(), oauthDb?.drop(), oidcIdp?.close()])
+  await Promise.all([apps?.close(), oauthPair?.close()])
+  await oidcIdp?.close()
 })
 
 describe('the same SAMLResponse at once on two instances', () => {
