@@ -36,22 +36,13 @@ function closed(socket: net.Socket, since: number): Promise<{ ms: number; data: 
 
 describe('a body trickled one byte at a time', () => {
   it('is cut at REQUEST_TIMEOUT (checked every second), while other requests are answered', async () => {
-    const socket = await connect()
-    const start = Date.now()
-    const end = closed(socket, start)
-    socket.write('PUT /mdm/apple/mdm HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-apple-aspen-mdm\r\nContent-Length: 1000\r\n\r\n')
-    const trickle = setInterval(() => socket.writable && socket.write('<'), 400)
+    const slow = await trickle('PUT /mdm/apple/mdm HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-apple-aspen-mdm\r\nContent-Length: 1000\r\n\r\n', () => '<', 400)
     try {
       const health = await fetch(`http://127.0.0.1:${port}/healthz`)
       expect(health.status).toBe(200)
-      const { ms, data } = await end
-      // REQUEST_TIMEOUT is 2 s: cut within it and the one-second check (before: up to 2 x 30 s).
-      expect(ms).toBeGreaterThanOrEqual(1900)
-      expect(ms).toBeLessThan(2000 + 2500)
-      expect(data === '' || data.startsWith('HTTP/1.1 408')).toBe(true)
+      expectCutAtTimeout(await slow.end)
     } finally {
-      clearInterval(trickle)
-      socket.destroy()
+      slow.stop()
     }
   })
 })
@@ -74,23 +65,37 @@ describe('MAX_CONNECTIONS', () => {
 
 describe('headers trickled one line at a time (slow-loris)', () => {
   it('are cut at the headers timeout (REQUEST_TIMEOUT here, at most 10 s)', async () => {
-    const socket = await connect()
-    const start = Date.now()
-    const end = closed(socket, start)
-    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n')
     let n = 0
-    const trickle = setInterval(() => socket.writable && socket.write(`X-Slow-${n++}: a\r\n`), 300)
+    const slow = await trickle('GET /healthz HTTP/1.1\r\nHost: x\r\n', () => `X-Slow-${n++}: a\r\n`, 300)
     try {
-      const { ms, data } = await end
-      expect(ms).toBeGreaterThanOrEqual(1900)
-      expect(ms).toBeLessThan(2000 + 2500)
-      expect(data === '' || data.startsWith('HTTP/1.1 408')).toBe(true)
+      expectCutAtTimeout(await slow.end)
     } finally {
-      clearInterval(trickle)
-      socket.destroy()
+      slow.stop()
     }
   })
 })
+
+/** A request that starts with `head` and then sends `next()` every `everyMs`, until stopped. */
+async function trickle(head: string, next: () => string, everyMs: number) {
+  const socket = await connect()
+  const end = closed(socket, Date.now())
+  socket.write(head)
+  const timer = setInterval(() => socket.writable && socket.write(next()), everyMs)
+  return {
+    end,
+    stop() {
+      clearInterval(timer)
+      socket.destroy()
+    },
+  }
+}
+
+/** REQUEST_TIMEOUT is 2 s: cut within it and the one-second check (before: up to 2 x 30 s). */
+function expectCutAtTimeout({ ms, data }: { ms: number; data: string }) {
+  expect(ms).toBeGreaterThanOrEqual(1900)
+  expect(ms).toBeLessThan(2000 + 2500)
+  expect(data === '' || data.startsWith('HTTP/1.1 408')).toBe(true)
+}
 
 /** A raw request on a fresh socket; resolves with everything the server sent before closing. */
 async function raw(request: string): Promise<string> {
