@@ -81,18 +81,19 @@ const ENROLLMENT_USER_ACTIVE = column('eu.active')
 // these rows. A command queued after this read is pushed, and the device's next check-in gets it.
 const OPEN_COMMANDS = column('q.open IS NOT NULL')
 
+/** Epoch milliseconds as a Date, null as null. */
+const ms = (value: unknown) => (value === null ? null : new Date(value as number))
+
 function pick<T>(row: unknown[], part: Part): T | null {
   if (row[part.first] === null) return null
   const out: Record<string, unknown> = {}
   for (let i = 0; i < part.fields.length; i++) {
     const field = part.fields[i]!
     const value = row[part.first + i]
-    out[field] = DATES.has(field) && value !== null ? new Date(value as number) : value
+    out[field] = DATES.has(field) ? ms(value) : value
   }
   return out as T
 }
-
-const ms = (value: unknown) => (value === null ? null : new Date(value as number))
 
 /**
  * One row per channel of the bound enrollment (at least one row), or none when no certificate has this
