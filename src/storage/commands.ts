@@ -74,14 +74,18 @@ export type ReportOutcome = 'stored' | 'duplicate' | 'unknown'
  * first report wins, a repeated one is a duplicate, a CommandUUID this channel was not sent is unknown.
  * With `takeNext`, the same statement also takes the channel's next command never sent (within a session
  * only those are due, as takeNextCommand with newSession false): one round trip and one commit for the
- * command cycle's report. Both updates see the statement's snapshot, so the next command is never the
- * reported one (excluded by id, and a sent command is not pending). The status condition is on the updated
- * row itself, so of two concurrent reports Postgres re-checks the second against the first's write and
- * stores one.
+ * command cycle's report. The next command is the first pending one queued after the reported one (by
+ * `seq`), so it is never the reported one, and the index scan starts there: every command the channel
+ * worked through leaves earlier versions in the queue index until a VACUUM, and a scan from the channel's
+ * first entry stepped over all of them (~600 rows per report in the benchmark's long queues). A pending
+ * command below the reported one is one whose transaction committed after a later-numbered one was sent,
+ * or one another request held at that moment; it goes with the channel's next Idle, which its own push
+ * brings. The status condition is on the updated row itself, so of two concurrent reports Postgres
+ * re-checks the second against the first's write and stores one.
  */
 const STORE_RESULT = {
   name: 'mdm_store_result',
-  text: `WITH target AS (SELECT id FROM mdm_commands WHERE command_uuid = $2 AND mdm_channel_id = $1),
+  text: `WITH target AS (SELECT id, seq FROM mdm_commands WHERE command_uuid = $2 AND mdm_channel_id = $1),
     stored AS (
       UPDATE mdm_commands m SET status = $3, result = $4::jsonb, completed_at = $5
       FROM target WHERE m.id = target.id AND m.status NOT IN ('acknowledged', 'error', 'format_error')
@@ -93,8 +97,8 @@ const STORE_RESULT = {
         SELECT id FROM mdm_commands
         WHERE mdm_channel_id = $1
           AND status = 'pending'
+          AND seq > coalesce((SELECT seq FROM target), 0)
           AND (expires_at IS NULL OR expires_at > $5)
-          AND id NOT IN (SELECT id FROM target)
         ORDER BY seq
         LIMIT 1
         FOR UPDATE SKIP LOCKED
