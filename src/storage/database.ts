@@ -48,6 +48,8 @@ export interface Statement {
  */
 export interface Sql {
   query<T>(statement: Statement, values: unknown[]): Promise<T[]>
+  /** How many statements can run at once (the pool's size; 1 for PGlite). */
+  readonly connections: number
 }
 
 export interface Database {
@@ -137,11 +139,21 @@ function openPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>, l
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would kill the
   // process. The pool replaces the client on the next checkout, so logging is all there is to do.
   pool.on('error', (err) => log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'database connection lost'))
+  // The named statements (Sql below) are planned once per connection. Postgres would otherwise plan the
+  // context lookup again on every execution (a custom plan for each array of keys, ~0.6 ms of planning
+  // for 12 tables against ~0.05 ms of execution per key); their generic plans are index lookups that do
+  // not depend on the values. Prisma's statements are unnamed and planned per execution either way. Sent
+  // before the client's first query (a client runs its queries in order); Postgres before 12 has no such
+  // setting and keeps its default.
+  pool.on('connect', (client) => {
+    client.query(`SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000`).catch(() => {})
+  })
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) })
   return {
     kind: 'postgres',
     prisma,
     sql: {
+      connections: options.poolMax,
       async query<T>(statement: Statement, values: unknown[]) {
         const { name, text, rowMode } = statement
         return (rowMode ? (await pool.query({ name, text, values, rowMode })).rows : (await pool.query({ name, text, values })).rows) as T[]
@@ -175,6 +187,7 @@ function wrapPglite(pglite: PGlite, close: () => Promise<void>): Database {
     kind: 'pglite',
     prisma,
     sql: {
+      connections: 1,
       async query<T>(statement: Statement, values: unknown[]) {
         return (await pglite.query<T>(statement.text, values, { rowMode: statement.rowMode ?? 'object' })).rows
       },

@@ -6,6 +6,7 @@
  * the database one question at a time; every write still happens under its own rules (storage/enrollments).
  */
 import type { AccessToken as TokenRow, DeviceCertificate, MdmChannel, MdmEnrollment } from '../generated/prisma/client.js'
+import { createBatcher } from './batch.js'
 import type { Sql } from './database.js'
 
 /** The bearer token a request presented, with what the bearer rules read about it. */
@@ -96,36 +97,75 @@ function pick<T>(row: unknown[], part: Part): T | null {
 }
 
 /**
- * One row per channel of the bound enrollment (at least one row), or none when no certificate has this
- * fingerprint. `tokenHash` null: no token was presented. The open-command probe is a LATERAL ... LIMIT 1,
- * not EXISTS: Postgres may plan an EXISTS as one hash of every open command in the table, built on each
- * execution (the benchmark's command cycle caught that plan on a database without statistics: ~7,000 rows
- * read per request and 3 ms of Postgres CPU); the LATERAL form is one index probe per channel whatever
- * the statistics say.
+ * The context of each (fingerprint, token hash) pair: for each, one row per channel of the bound
+ * enrollment (at least one row), or none when no certificate has this fingerprint. Many requests share
+ * one statement when the server is busy (storage/batch.ts): the pairs come as two arrays and each row
+ * names its pair by position. Each pair is looked up by its own LATERAL subquery (`OFFSET 0` keeps the
+ * planner from merging it into the outer query): one index lookup per table per pair, whatever the
+ * statistics say, as the statement for one pair was.
+ *
+ * The open-command probe is a LATERAL ... LIMIT 1, not EXISTS: Postgres may plan an EXISTS as one hash of
+ * every open command in the table, built on each execution (the benchmark's command cycle caught that
+ * plan on a database without statistics: ~7,000 rows read per request and 3 ms of Postgres CPU); the
+ * LATERAL form is one index probe per channel whatever the statistics say. It reads the channel's queue
+ * from its newest command down: a command's earlier versions stay in the queue index until a VACUUM, all
+ * below the commands still open, and a channel working through a long queue would otherwise step over
+ * every one of them on each request (the command cycle read ~600 rows per request that way).
  */
 const STATEMENT = {
-  name: 'mdm_device_context',
+  name: 'mdm_device_contexts',
   rowMode: 'array',
   // One JSON array per row instead of ~45 columns: pg describes and decodes every column of every row on
   // each execution, and one text column parsed by JSON.parse costs about a quarter less Node CPU per query.
-  text: `SELECT json_build_array(${selected.join(', ')})::text
-FROM device_certificates c
-LEFT JOIN mdm_enrollment_certificates mec ON mec.device_certificate_id = c.id
-LEFT JOIN mdm_enrollments e ON e.id = mec.mdm_enrollment_id
-LEFT JOIN mdm_channels ch ON ch.mdm_enrollment_id = e.id
-LEFT JOIN access_tokens t ON t.token_hash = $2
-LEFT JOIN users tu ON tu.id = t.user_id
-LEFT JOIN oauth2_grants g ON g.id = t.oauth2_grant_id
-LEFT JOIN access_tokens ct ON ct.id = e.current_access_token_id
-LEFT JOIN users cu ON cu.id = ct.user_id
-LEFT JOIN users eu ON eu.id = e.user_id
-LEFT JOIN LATERAL (SELECT true AS open FROM mdm_commands WHERE mdm_channel_id = ch.id AND status IN ('pending', 'sent', 'not_now') LIMIT 1) q ON true
-WHERE c.fingerprint_sha256 = $1
-ORDER BY ch.enrollment_user_id NULLS FIRST`,
+  text: `SELECT k.i, x.row
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(fingerprint, token_hash, i)
+CROSS JOIN LATERAL (
+  SELECT json_build_array(${selected.join(', ')})::text AS row, ch.enrollment_user_id AS user_channel
+  FROM device_certificates c
+  LEFT JOIN mdm_enrollment_certificates mec ON mec.device_certificate_id = c.id
+  LEFT JOIN mdm_enrollments e ON e.id = mec.mdm_enrollment_id
+  LEFT JOIN mdm_channels ch ON ch.mdm_enrollment_id = e.id
+  LEFT JOIN access_tokens t ON t.token_hash = decode(k.token_hash, 'hex')
+  LEFT JOIN users tu ON tu.id = t.user_id
+  LEFT JOIN oauth2_grants g ON g.id = t.oauth2_grant_id
+  LEFT JOIN access_tokens ct ON ct.id = e.current_access_token_id
+  LEFT JOIN users cu ON cu.id = ct.user_id
+  LEFT JOIN users eu ON eu.id = e.user_id
+  LEFT JOIN LATERAL (SELECT true AS open FROM mdm_commands WHERE mdm_channel_id = ch.id AND status IN ('pending', 'sent', 'not_now') ORDER BY seq DESC LIMIT 1) q ON true
+  WHERE c.fingerprint_sha256 = k.fingerprint
+  OFFSET 0
+) x
+ORDER BY k.i, x.user_channel NULLS FIRST`,
 } as const
 
-export async function loadDeviceContext(sql: Sql, fingerprint: string, tokenHash: Uint8Array | null): Promise<DeviceContext | null> {
-  const rows = (await sql.query<[string]>(STATEMENT, [fingerprint, tokenHash ? Buffer.from(tokenHash) : null])).map((row) => JSON.parse(row[0]) as unknown[])
+interface ContextKey {
+  fingerprint: string
+  tokenHash: Uint8Array | null
+}
+
+/** One batcher per database. */
+const batchers = new WeakMap<Sql, (key: ContextKey) => Promise<DeviceContext | null>>()
+
+/** The context of a request signed by the certificate with `fingerprint`; `tokenHash` null: no token was presented. */
+export function loadDeviceContext(sql: Sql, fingerprint: string, tokenHash: Uint8Array | null): Promise<DeviceContext | null> {
+  let load = batchers.get(sql)
+  if (!load) {
+    // Half the pool at most for these lookups: the rest is left to the writes that follow them.
+    load = createBatcher((keys: ContextKey[]) => loadDeviceContexts(sql, keys), { maxInFlight: Math.max(1, Math.floor(sql.connections / 2)), maxBatch: 100 })
+    batchers.set(sql, load)
+  }
+  return load({ fingerprint, tokenHash })
+}
+
+async function loadDeviceContexts(sql: Sql, keys: ContextKey[]): Promise<(DeviceContext | null)[]> {
+  const fingerprints = keys.map((k) => k.fingerprint)
+  const tokenHashes = keys.map((k) => (k.tokenHash ? Buffer.from(k.tokenHash).toString('hex') : null))
+  const byKey: unknown[][][] = keys.map(() => [])
+  for (const [i, row] of await sql.query<[number | string, string]>(STATEMENT, [fingerprints, tokenHashes])) byKey[Number(i) - 1]!.push(JSON.parse(row) as unknown[])
+  return byKey.map(contextOf)
+}
+
+function contextOf(rows: unknown[][]): DeviceContext | null {
   const first = rows[0]
   if (!first) return null
   const token = pick<ContextToken>(first, T)

@@ -70,6 +70,36 @@ describe('loadDeviceContext', () => {
     }
   })
 
+  it('answers each of many concurrent lookups with its own context when they share a statement (storage/batch.ts)', async () => {
+    const fresh = await enrollDevice(t.app)
+    // Each certificate with its own token, with another device's token, with none, and unknown ones:
+    // more lookups than may run at once, so most wait and go to the database together.
+    const keys: [string, Uint8Array | null][] = []
+    for (let round = 0; round < 4; round++) {
+      for (const device of [iphone, mac, fresh]) {
+        const fingerprint = certificateFingerprint(device.certificate.raw)
+        keys.push([fingerprint, hashSecret(device.user.token)], [fingerprint, hashSecret(iphone.user.token)], [fingerprint, null])
+      }
+      keys.push([`${round}`.repeat(64), hashSecret(mac.user.token)])
+    }
+    expect(keys.length).toBeGreaterThan(t.app.db.sql.connections)
+    const alone: unknown[] = []
+    for (const [fingerprint, hash] of keys) alone.push(await loadDeviceContext(t.app.db.sql, fingerprint, hash))
+    const together = await Promise.all(keys.map(([fingerprint, hash]) => loadDeviceContext(t.app.db.sql, fingerprint, hash)))
+    expect(together).toEqual(alone)
+    // The lookups alone differ from each other where their keys do (the comparison above is not vacuous).
+    expect(alone.filter((c) => c === null)).toHaveLength(4)
+    expect(new Set(alone.map((c) => (c as { certificate?: { id: string } } | null)?.certificate?.id)).size).toBe(4)
+    expect((alone[1] as { presented: { token: { id: string } } }).presented.token.id).toBe(iphone.user.tokenId)
+    expect((alone[3] as { presented: { token: { id: string } } }).presented.token.id).toBe(mac.user.tokenId)
+  })
+
+  it('runs on connections that plan named statements once (a custom plan per execution cost more than the lookup)', async () => {
+    // Prisma shares the pool (Postgres); PGlite runs every statement unnamed and keeps the default.
+    const [{ mode }] = await t.app.db.prisma.$queryRaw<[{ mode: string }]>`SELECT current_setting('plan_cache_mode') AS mode`
+    expect(mode).toBe(t.app.db.kind === 'postgres' ? 'force_generic_plan' : 'auto')
+  })
+
   it('holds a certificate with no enrollment yet (before Authenticate)', async () => {
     const fresh = await enrollDevice(t.app)
     const context = (await loadDeviceContext(t.app.db.sql, certificateFingerprint(fresh.certificate.raw), hashSecret(fresh.user.token)))!
