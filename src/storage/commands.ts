@@ -6,6 +6,7 @@
  * are written once: a report for a command that already ended changes nothing (devices resend).
  */
 import type { Prisma } from '../generated/prisma/client.js'
+import { createBatcher } from './batch.js'
 import type { Client, Db, Sql } from './database.js'
 import type { MdmCommand } from './types.js'
 
@@ -83,33 +84,57 @@ export type ReportOutcome = 'stored' | 'duplicate' | 'unknown'
  * brings. The status condition is on the updated row itself, so of two concurrent reports Postgres
  * re-checks the second against the first's write and stores one.
  */
-const STORE_RESULT = {
-  name: 'mdm_store_result',
-  text: `WITH target AS (SELECT id, seq FROM mdm_commands WHERE command_uuid = $2 AND mdm_channel_id = $1),
-    stored AS (
-      UPDATE mdm_commands m SET status = $3, result = $4::jsonb, completed_at = $5
-      FROM target WHERE m.id = target.id AND m.status NOT IN ('acknowledged', 'error', 'format_error')
-      RETURNING m.id
+const STORE_RESULTS = {
+  name: 'mdm_store_results',
+  text: `WITH k AS (
+      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::boolean[])
+        WITH ORDINALITY AS k(channel, command_uuid, status, result, at, take_next, i)
     ),
-    next AS (
-      UPDATE mdm_commands SET status = 'sent', sent_at = $5, deliveries = deliveries + 1
-      WHERE $6::boolean AND id = (
+    target AS (SELECT k.i, m.id, m.seq FROM k JOIN mdm_commands m ON m.command_uuid = k.command_uuid AND m.mdm_channel_id = k.channel),
+    stored AS (
+      UPDATE mdm_commands m SET status = k.status, result = k.result::jsonb, completed_at = k.at
+      FROM target JOIN k ON k.i = target.i
+      WHERE m.id = target.id AND m.status NOT IN ('acknowledged', 'error', 'format_error')
+      RETURNING target.i
+    ),
+    due AS (
+      SELECT k.i, k.at, (
         SELECT id FROM mdm_commands
-        WHERE mdm_channel_id = $1
+        WHERE mdm_channel_id = k.channel
           AND status = 'pending'
-          AND seq > coalesce((SELECT seq FROM target), 0)
-          AND (expires_at IS NULL OR expires_at > $5)
+          AND seq > coalesce(target.seq, 0)
+          AND (expires_at IS NULL OR expires_at > k.at)
         ORDER BY seq
         LIMIT 1
         FOR UPDATE SKIP LOCKED
-      )
-      RETURNING command_uuid, command
+      ) AS id
+      FROM k LEFT JOIN target ON target.i = k.i
+      WHERE k.take_next
+    ),
+    next AS (
+      UPDATE mdm_commands m SET status = 'sent', sent_at = due.at, deliveries = m.deliveries + 1
+      FROM due WHERE m.id = due.id
+      RETURNING due.i, m.command_uuid, m.command
     )
-    SELECT (SELECT count(*) FROM stored)::int AS stored, (SELECT count(*) FROM target)::int AS known, next.command_uuid, next.command
-    FROM (SELECT 1) one LEFT JOIN next ON true`,
+    SELECT k.i, EXISTS (SELECT 1 FROM stored WHERE stored.i = k.i) AS stored, EXISTS (SELECT 1 FROM target WHERE target.i = k.i) AS known, next.command_uuid, next.command
+    FROM k LEFT JOIN next ON next.i = k.i
+    ORDER BY k.i`,
 }
 
-export async function storeResult(
+interface ResultKey {
+  channelId: string
+  commandUuid: string
+  status: FinalStatus
+  result: string
+  now: Date
+  takeNext: boolean
+}
+type Stored = { outcome: ReportOutcome; next: { commandUuid: string; command: unknown } | null }
+
+/** One batcher per database, as for the check-in context (storage/device-context.ts). */
+const resultBatchers = new WeakMap<Sql, (key: ResultKey) => Promise<Stored>>()
+
+export function storeResult(
   sql: Sql,
   mdmChannelId: string,
   commandUuid: string,
@@ -117,10 +142,64 @@ export async function storeResult(
   result: Prisma.InputJsonValue,
   now: Date,
   takeNext: boolean,
-): Promise<{ outcome: ReportOutcome; next: { commandUuid: string; command: unknown } | null }> {
-  const [row] = await sql.query<{ stored: number; known: number; command_uuid: string | null; command: unknown }>(STORE_RESULT, [mdmChannelId, commandUuid, status, JSON.stringify(result), now, takeNext])
-  const outcome = row!.stored === 1 ? 'stored' : row!.known ? 'duplicate' : 'unknown'
-  return { outcome, next: row!.command_uuid ? { commandUuid: row!.command_uuid, command: row!.command } : null }
+): Promise<Stored> {
+  let store = resultBatchers.get(sql)
+  if (!store) {
+    store = createBatcher((keys: ResultKey[]) => storeResults(sql, keys), { maxInFlight: Math.max(1, Math.floor(sql.connections / 2)), maxBatch: 100 })
+    resultBatchers.set(sql, store)
+  }
+  return store({ channelId: mdmChannelId, commandUuid, status, result: JSON.stringify(result), now, takeNext })
+}
+
+/**
+ * Stores the results of many reports in one statement and one commit. Two reports on one channel never
+ * share a statement: one statement cannot update a row twice (the second report's result and the first
+ * one's next command could be the same row), so they go in rounds. A deadlock with another server
+ * process's statement rolls the whole statement back; its reports are then stored one by one.
+ */
+async function storeResults(sql: Sql, keys: ResultKey[]): Promise<Stored[]> {
+  const rounds: { keys: ResultKey[]; at: number[] }[] = []
+  keys.forEach((key, at) => {
+    let round = rounds.find((r) => !r.keys.some((k) => k.channelId === key.channelId))
+    if (!round) rounds.push((round = { keys: [], at: [] }))
+    round.keys.push(key)
+    round.at.push(at)
+  })
+  const out: Stored[] = new Array(keys.length)
+  for (const round of rounds) {
+    let stored: Stored[]
+    try {
+      stored = await storeRound(sql, round.keys)
+    } catch (err) {
+      if (round.keys.length === 1 || !isTransactionRollback(err)) throw err
+      stored = []
+      for (const key of round.keys) stored.push(...(await storeRound(sql, [key])))
+    }
+    round.at.forEach((at, j) => (out[at] = stored[j]!))
+  }
+  return out
+}
+
+async function storeRound(sql: Sql, keys: ResultKey[]): Promise<Stored[]> {
+  const rows = await sql.query<{ stored: boolean; known: boolean; command_uuid: string | null; command: unknown }>(STORE_RESULTS, [
+    keys.map((k) => k.channelId),
+    keys.map((k) => k.commandUuid),
+    keys.map((k) => k.status),
+    keys.map((k) => k.result),
+    keys.map((k) => k.now),
+    keys.map((k) => k.takeNext),
+  ])
+  if (rows.length !== keys.length) throw new Error(`${keys.length} results stored, ${rows.length} answers`)
+  return rows.map((row) => ({
+    outcome: row.stored ? 'stored' : row.known ? 'duplicate' : 'unknown',
+    next: row.command_uuid ? { commandUuid: row.command_uuid, command: row.command } : null,
+  }))
+}
+
+/** Postgres's class 40 (deadlock, serialization failure): the statement was rolled back and may be retried. */
+function isTransactionRollback(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code.startsWith('40')
 }
 
 /** NotNow: the command waits for the channel's next Idle. */

@@ -134,20 +134,17 @@ function openPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>, l
     statement_timeout: options.statementTimeoutMs,
     connectionTimeoutMillis: options.connectTimeoutMs,
     application_name: 'byod-mdm',
+    // The named statements (Sql below) are planned once per connection. Postgres would otherwise plan the
+    // check-in context lookup afresh on every execution (a custom plan for each array of keys: ~0.6 ms of
+    // planning for 12 tables against ~0.05 ms of execution per key); their generic plans are index lookups
+    // that do not depend on the values. Prisma's statements are unnamed and planned per execution either
+    // way. Postgres 12 or later; an `options` parameter in DATABASE_URL replaces this one.
+    options: '-c plan_cache_mode=force_generic_plan',
   }
   const pool = new pg.Pool({ ...clientConfig, max: options.poolMax, idleTimeoutMillis: 30_000 })
   // An idle client losing its connection emits 'error' on the pool; unhandled, it would kill the
   // process. The pool replaces the client on the next checkout, so logging is all there is to do.
   pool.on('error', (err) => log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'database connection lost'))
-  // The named statements (Sql below) are planned once per connection. Postgres would otherwise plan the
-  // context lookup again on every execution (a custom plan for each array of keys, ~0.6 ms of planning
-  // for 12 tables against ~0.05 ms of execution per key); their generic plans are index lookups that do
-  // not depend on the values. Prisma's statements are unnamed and planned per execution either way. Sent
-  // before the client's first query (a client runs its queries in order); Postgres before 12 has no such
-  // setting and keeps its default.
-  pool.on('connect', (client) => {
-    client.query(`SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000`).catch(() => {})
-  })
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) })
   return {
     kind: 'postgres',

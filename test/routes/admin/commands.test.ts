@@ -328,6 +328,30 @@ describe('concurrency', () => {
     }
   })
 
+  it('many reports at once share statements (storage/batch.ts): each result on its own command, each device its own next command', async () => {
+    const devices = await Promise.all(Array.from({ length: 8 }, () => activeDevice(t.app)))
+    const queues: { first: string; second: string }[] = []
+    for (const device of devices) {
+      const enrollment = await enrollmentOf(device)
+      queues.push({ first: (await queue(enrollment, { RequestType: 'ProfileList' })).command_uuid, second: (await queue(enrollment, { RequestType: 'SecurityInfo' })).command_uuid })
+    }
+    for (const [i, device] of devices.entries()) expect(commandIn(await device.idle())!.CommandUUID).toBe(queues[i]!.first)
+    const ack = (i: number) => devices[i]!.idle(undefined, { Status: 'Acknowledged', CommandUUID: queues[i]!.first, ProfileList: [{ PayloadIdentifier: `device ${i}` }] })
+    // More reports than may run at once; the first device reports twice (its answer lost, say): two
+    // reports on one channel never share a statement, the second finds the result stored.
+    const answers = await Promise.all([...devices.keys(), 0].map(ack))
+    for (const [i, res] of answers.slice(0, devices.length).entries()) {
+      if (i === 0) continue
+      expect(commandIn(res)!.CommandUUID).toBe(queues[i]!.second)
+      expect(await status(queues[i]!.first)).toMatchObject({ status: 'acknowledged', result: { ProfileList: [{ PayloadIdentifier: `device ${i}` }] } })
+      expect((await status(queues[i]!.second)).status).toBe('sent')
+    }
+    // The first device: one of its two reports got the next command, the other nothing (within a session a command goes out once).
+    const firsts = [answers[0]!, answers.at(-1)!].map((res) => commandIn(res)?.CommandUUID ?? null)
+    expect(firsts.sort()).toEqual([null, queues[0]!.second].sort())
+    expect(await status(queues[0]!.first)).toMatchObject({ status: 'acknowledged', deliveries: 1, result: { ProfileList: [{ PayloadIdentifier: 'device 0' }] } })
+  })
+
   it('a command taken by a session that never reported it comes back in the next session, nothing lost', async () => {
     const device = await activeDevice(t.app)
     const enrollment = await enrollmentOf(device)
