@@ -11,7 +11,11 @@ import type { Client, Db, Sql } from './database.js'
 import type { MdmCommand } from './types.js'
 
 export type CommandStatus = 'pending' | 'sent' | 'not_now' | 'acknowledged' | 'error' | 'format_error' | 'cancelled'
-/** Statuses in which a command still waits for the device (the queue index covers exactly these). */
+/**
+ * Statuses in which a command still waits for the device: exactly those with no completed_at and no
+ * cancelled_at (constraint mdm_commands_open_check), which is how the queue index and the statements
+ * here say "open", so that handing a command out and NotNow touch no index.
+ */
 export const OPEN_STATUSES: readonly CommandStatus[] = ['pending', 'sent', 'not_now']
 export type FinalStatus = Extract<CommandStatus, 'acknowledged' | 'error' | 'format_error'>
 
@@ -52,7 +56,7 @@ const TAKE_NEXT = {
     WHERE id = (
       SELECT id FROM mdm_commands
       WHERE mdm_channel_id = $1
-        AND status IN ('pending', 'sent', 'not_now')
+        AND completed_at IS NULL AND cancelled_at IS NULL
         AND (status = 'pending' OR $3::boolean)
         AND (expires_at IS NULL OR expires_at > $2)
       ORDER BY seq
@@ -101,6 +105,7 @@ const STORE_RESULTS = {
       SELECT k.i, k.at, (
         SELECT id FROM mdm_commands
         WHERE mdm_channel_id = k.channel
+          AND completed_at IS NULL AND cancelled_at IS NULL
           AND status = 'pending'
           AND seq > coalesce(target.seq, 0)
           AND (expires_at IS NULL OR expires_at > k.at)

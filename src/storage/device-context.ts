@@ -78,8 +78,9 @@ const GRANT_CREATED = column('(extract(epoch FROM g.created_at) * 1000)::float8'
 const CURRENT_USER_ACTIVE = column('cu.active')
 const ENROLLMENT_USER_ACTIVE = column('eu.active')
 // Whether the channel has a command that is still open; without one a report is answered without asking
-// for the next command (an Idle with an empty queue is one round trip). The queue index covers exactly
-// these rows. A command queued after this read is pushed, and the device's next check-in gets it.
+// for the next command (an Idle with an empty queue is one round trip). Open: neither completed nor
+// cancelled, the queue index's condition (a constraint ties it to the status). A command queued after this
+// read is pushed, and the device's next check-in gets it.
 const OPEN_COMMANDS = column('q.open IS NOT NULL')
 
 /** Epoch milliseconds as a Date, null as null. */
@@ -131,7 +132,7 @@ CROSS JOIN LATERAL (
   LEFT JOIN access_tokens ct ON ct.id = e.current_access_token_id
   LEFT JOIN users cu ON cu.id = ct.user_id
   LEFT JOIN users eu ON eu.id = e.user_id
-  LEFT JOIN LATERAL (SELECT true AS open FROM mdm_commands WHERE mdm_channel_id = ch.id AND status IN ('pending', 'sent', 'not_now') ORDER BY seq DESC LIMIT 1) q ON true
+  LEFT JOIN LATERAL (SELECT true AS open FROM mdm_commands WHERE mdm_channel_id = ch.id AND completed_at IS NULL AND cancelled_at IS NULL ORDER BY seq DESC LIMIT 1) q ON true
   WHERE c.fingerprint_sha256 = k.fingerprint
   OFFSET 0
 ) x

@@ -69,6 +69,17 @@ describe('storeResult', () => {
     expect(stored).toMatchObject({ status: 'acknowledged', result: { report: 1 } })
   })
 
+  it('the database keeps status and end time in agreement (the queue index says "open" with the end times)', async () => {
+    const d = await deviceWithCommands(1)
+    const prisma = t.app.db.prisma
+    const where = { commandUuid: d.uuids[0]! }
+    await expect(prisma.mdmCommand.update({ where, data: { status: 'acknowledged' } })).rejects.toThrow(/mdm_commands_open_check/)
+    await expect(prisma.mdmCommand.update({ where, data: { completedAt: new Date() } })).rejects.toThrow(/mdm_commands_open_check/)
+    await expect(prisma.mdmCommand.update({ where, data: { status: 'sent', cancelledAt: new Date() } })).rejects.toThrow(/mdm_commands_open_check/)
+    expect(await prisma.mdmCommand.findUniqueOrThrow({ where })).toMatchObject({ status: 'pending', completedAt: null, cancelledAt: null })
+    await prisma.mdmCommand.update({ where, data: { status: 'cancelled', cancelledAt: new Date() } })
+  })
+
   it.runIf(hasPostgres)('a statement rolled back by a deadlock with another transaction is retried report by report; both results are stored', async () => {
     const a = await deviceWithCommands(1)
     const b = await deviceWithCommands(1)
