@@ -31,7 +31,6 @@
 import { spawn, type ChildProcess, execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import http from 'node:http'
 import { availableParallelism, cpus, loadavg, totalmem, tmpdir } from 'node:os'
 import path from 'node:path'
 import autocannon from 'autocannon'
@@ -42,6 +41,7 @@ import { buildCommandReport, COMMAND_CONTENT_TYPE } from '../../src/protocol/che
 import { createPostgresDatabase, withClient } from '../../test/helpers/database.js'
 import { freePort } from '../../test/helpers/ports.js'
 import { childPids, cpuMsOf, cpuOfCommand, cpuSince, memoryOf, stopChild, waitFor, type Memory } from '../lib/processes.js'
+import { RawConnection, requestBytes } from '../lib/raw-http.js'
 import { generateDataset } from './dataset.js'
 
 /** Replaces the `## title` section of bench/RESULTS.md (other suites write their own sections). */
@@ -159,6 +159,9 @@ interface BenchDevice {
   idle: { headers: Record<string, string>; body: Buffer }
 }
 
+/** A command's Acknowledged report, signed ahead of time by the device it was queued for. */
+type SignedAck = { device: BenchDevice; headers: Record<string, string>; body: Buffer }
+
 function signedReport(device: SimulatedDevice, report: Record<string, unknown>): { headers: Record<string, string>; body: Buffer } {
   const body = buildCommandReport({ EnrollmentID: device.enrollmentId, ...report } as Parameters<typeof buildCommandReport>[0])
   return {
@@ -258,21 +261,13 @@ function memoryText(server: Server): string {
  * ahead of time for every command queued to it) -> next command ... until the queue is empty, then Idle
  * again. Counts commands acknowledged per second.
  */
-async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<string, { headers: Record<string, string>; body: Buffer }>): Promise<Row> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS })
+async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<string, SignedAck>): Promise<Row> {
   const url = new URL(server.base)
-  const put = (path: string, r: { headers: Record<string, string>; body: Buffer }) =>
-    new Promise<{ status: number; body: Buffer; ms: number }>((resolve, reject) => {
-      const t = performance.now()
-      const req = http.request({ host: url.hostname, port: url.port, path, method: 'PUT', agent, headers: { ...r.headers, 'content-length': String(r.body.length) } }, (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), ms: performance.now() - t }))
-        res.on('error', reject)
-      })
-      req.on('error', reject)
-      req.end(r.body)
-    })
+  // Every request prepared as bytes before the clock starts (bench/lib/raw-http.ts).
+  const prepared = (device: BenchDevice, r: { headers: Record<string, string>; body: Buffer }) => requestBytes('PUT', device.path, url.host, r.headers, r.body)
+  const idles = new Map(devices.map((d) => [d, prepared(d, d.idle)]))
+  const ackBytes = new Map<string, Buffer>()
+  for (const [uuid, r] of acks) ackBytes.set(uuid, prepared(r.device, r))
   const latencies: number[] = []
   const cpuBefore = server.pids().reduce((a, p) => a + cpuMsOf(p), 0)
   const dbBefore = cpuOfCommand('postgres')
@@ -281,31 +276,36 @@ async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<st
   const until = performance.now() + SECONDS * 1000
   const started = performance.now()
   const loop = async (device: BenchDevice) => {
-    let report = device.idle
+    const idle = idles.get(device)!
+    let connection = await RawConnection.open(url.hostname, Number(url.port))
+    let report = idle
     while (performance.now() < until) {
       let res
+      const t = performance.now()
       try {
-        res = await put(device.path, report)
+        res = await connection.request(report)
       } catch {
         errors++
-        report = device.idle
+        connection.close()
+        connection = await RawConnection.open(url.hostname, Number(url.port))
+        report = idle
         continue
       }
-      latencies.push(res.ms)
+      latencies.push(performance.now() - t)
       if (res.status !== 200) {
         errors++
-        report = device.idle
+        report = idle
         continue
       }
-      if (report !== device.idle) acknowledged++
+      if (report !== idle) acknowledged++
       const uuid = /<key>CommandUUID<\/key>\s*<string>([^<]+)<\/string>/.exec(res.body.toString('utf8'))?.[1]
-      const ack = uuid ? acks.get(uuid) : undefined
+      const ack = uuid ? ackBytes.get(uuid) : undefined
       if (uuid && !ack) errors++
-      report = ack ?? device.idle
+      report = ack ?? idle
     }
+    connection.close()
   }
   await Promise.all(devices.slice(0, CONNECTIONS).map(loop))
-  agent.destroy()
   const elapsed = performance.now() - started
   latencies.sort((a, b) => a - b)
   return {
@@ -322,7 +322,7 @@ async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<st
 
 /** Queues COMMANDS_PER_DEVICE DeviceInformation commands per benchmark device by SQL; returns their Acknowledged reports. */
 async function queueCommands(databaseUrl: string, devices: BenchDevice[]) {
-  const acks = new Map<string, { headers: Record<string, string>; body: Buffer }>()
+  const acks = new Map<string, SignedAck>()
   await withClient(databaseUrl, async (c) => {
     for (const d of devices) {
       const uuids = Array.from({ length: COMMANDS_PER_DEVICE }, () => crypto.randomUUID().toUpperCase())
@@ -333,7 +333,7 @@ async function queueCommands(databaseUrl: string, devices: BenchDevice[]) {
          WHERE e.enrollment_id = $1 AND e.status = 'active' AND ch.enrollment_user_id IS NULL`,
         [d.sim.enrollmentId, uuids],
       )
-      for (const u of uuids) acks.set(u, signedReport(d.sim, { Status: 'Acknowledged', CommandUUID: u, QueryResponses: { OSVersion: '18.1', ModelName: 'iPhone' } }))
+      for (const u of uuids) acks.set(u, { device: d, ...signedReport(d.sim, { Status: 'Acknowledged', CommandUUID: u, QueryResponses: { OSVersion: '18.1', ModelName: 'iPhone' } }) })
     }
   })
   return acks
