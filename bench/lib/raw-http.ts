@@ -7,9 +7,15 @@
  */
 import net from 'node:net'
 
-/** The whole request (request line, headers, body) as bytes, sent as is. */
+/**
+ * The whole request (request line, headers, body) as bytes, sent as is. Host and Content-Length are this
+ * function's own: a headers object that autocannon has used carries its Content-Length, and a second one
+ * makes the request unreadable (400).
+ */
 export function requestBytes(method: string, path: string, host: string, headers: Record<string, string>, body: Buffer): Buffer {
-  const lines = [`${method} ${path} HTTP/1.1`, `host: ${host}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), `content-length: ${body.length}`, '', '']
+  const own = new Set(['host', 'content-length'])
+  const rest = Object.entries(headers).filter(([k]) => !own.has(k.toLowerCase()))
+  const lines = [`${method} ${path} HTTP/1.1`, `host: ${host}`, ...rest.map(([k, v]) => `${k}: ${v}`), `content-length: ${body.length}`, '', '']
   return Buffer.concat([Buffer.from(lines.join('\r\n'), 'latin1'), body])
 }
 
