@@ -69,6 +69,17 @@ describe('storeResult', () => {
     expect(stored).toMatchObject({ status: 'acknowledged', result: { report: 1 } })
   })
 
+  it('takes a CommandUUID with array-literal characters as plain text (the reports travel as arrays)', async () => {
+    const d = await deviceWithCommands(1)
+    await d.device.idle()
+    const sql = oneAtATime()
+    const hostile = ['NULL', 'a"b', 'c\\d', '{e,f}', ' g ', "h'i", `${d.uuids[0]}"`]
+    const outcomes = await Promise.all(hostile.map((uuid) => storeResult(sql, d.channel, uuid, 'acknowledged', { uuid }, new Date(), true)))
+    expect(outcomes.map((o) => o.outcome)).toEqual(hostile.map(() => 'unknown'))
+    // Seven reports on one channel: seven statements one after the other. The real command is untouched.
+    expect((await t.app.db.prisma.mdmCommand.findUniqueOrThrow({ where: { commandUuid: d.uuids[0]! } })).status).toBe('sent')
+  })
+
   it('the database keeps status and end time in agreement (the queue index says "open" with the end times)', async () => {
     const d = await deviceWithCommands(1)
     const prisma = t.app.db.prisma
