@@ -9,6 +9,8 @@
  * `run` answers the keys in their order. When it fails, every lookup of that batch fails with its error
  * (a database outage is a 503 for each request, as it would be alone).
  */
+import type { Sql } from './database.js'
+
 export function createBatcher<K, R>(run: (keys: K[]) => Promise<R[]>, options: { maxInFlight: number; maxBatch: number }): (key: K) => Promise<R> {
   interface Waiting {
     key: K
@@ -46,4 +48,20 @@ export function createBatcher<K, R>(run: (keys: K[]) => Promise<R[]>, options: {
       queue.push({ key, resolve, reject })
       if (inFlight < options.maxInFlight) flush()
     })
+}
+
+/**
+ * `run` batched per database (one batcher for each Sql), with at most half the pool's connections
+ * running it: the rest is left to the other statements of the same requests.
+ */
+export function batchedPerDatabase<K, R>(run: (sql: Sql, keys: K[]) => Promise<R[]>): (sql: Sql, key: K) => Promise<R> {
+  const batchers = new WeakMap<Sql, (key: K) => Promise<R>>()
+  return (sql, key) => {
+    let load = batchers.get(sql)
+    if (!load) {
+      load = createBatcher((keys: K[]) => run(sql, keys), { maxInFlight: Math.max(1, Math.floor(sql.connections / 2)), maxBatch: 100 })
+      batchers.set(sql, load)
+    }
+    return load(key)
+  }
 }

@@ -6,7 +6,7 @@
  * are written once: a report for a command that already ended changes nothing (devices resend).
  */
 import type { Prisma } from '../generated/prisma/client.js'
-import { createBatcher } from './batch.js'
+import { batchedPerDatabase } from './batch.js'
 import type { Client, Db, Sql } from './database.js'
 import type { MdmCommand } from './types.js'
 
@@ -136,8 +136,7 @@ interface ResultKey {
 }
 type Stored = { outcome: ReportOutcome; next: { commandUuid: string; command: unknown } | null }
 
-/** One batcher per database, as for the check-in context (storage/device-context.ts). */
-const resultBatchers = new WeakMap<Sql, (key: ResultKey) => Promise<Stored>>()
+const storeBatched = batchedPerDatabase(storeResults)
 
 export function storeResult(
   sql: Sql,
@@ -148,12 +147,7 @@ export function storeResult(
   now: Date,
   takeNext: boolean,
 ): Promise<Stored> {
-  let store = resultBatchers.get(sql)
-  if (!store) {
-    store = createBatcher((keys: ResultKey[]) => storeResults(sql, keys), { maxInFlight: Math.max(1, Math.floor(sql.connections / 2)), maxBatch: 100 })
-    resultBatchers.set(sql, store)
-  }
-  return store({ channelId: mdmChannelId, commandUuid, status, result: JSON.stringify(result), now, takeNext })
+  return storeBatched(sql, { channelId: mdmChannelId, commandUuid, status, result: JSON.stringify(result), now, takeNext })
 }
 
 /**

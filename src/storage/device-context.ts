@@ -6,7 +6,7 @@
  * the database one question at a time; every write still happens under its own rules (storage/enrollments).
  */
 import type { AccessToken as TokenRow, DeviceCertificate, MdmChannel, MdmEnrollment } from '../generated/prisma/client.js'
-import { createBatcher } from './batch.js'
+import { batchedPerDatabase } from './batch.js'
 import type { Sql } from './database.js'
 
 /** The bearer token a request presented, with what the bearer rules read about it. */
@@ -61,10 +61,13 @@ interface Part {
   first: number
 }
 
+/** A timestamp column as epoch milliseconds (converted back by `ms`). */
+const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8`
+
 const selected: string[] = []
 function part(alias: string, fields: readonly string[]): Part {
   const first = selected.length
-  for (const f of fields) selected.push(DATES.has(f) ? `(extract(epoch FROM ${alias}.${snake(f)}) * 1000)::float8` : `${alias}.${snake(f)}`)
+  for (const f of fields) selected.push(DATES.has(f) ? epochMs(`${alias}.${snake(f)}`) : `${alias}.${snake(f)}`)
   return { fields, first }
 }
 const C = part('c', CONTEXT_FIELDS.certificate)
@@ -74,7 +77,7 @@ const T = part('t', CONTEXT_FIELDS.token)
 const CT = part('ct', CONTEXT_FIELDS.token)
 const column = (sql: string) => selected.push(sql) - 1
 const PRESENTED_USER_ACTIVE = column('tu.active')
-const GRANT_CREATED = column('(extract(epoch FROM g.created_at) * 1000)::float8')
+const GRANT_CREATED = column(epochMs('g.created_at'))
 const CURRENT_USER_ACTIVE = column('cu.active')
 const ENROLLMENT_USER_ACTIVE = column('eu.active')
 // Whether the channel has a command that is still open; without one a report is answered without asking
@@ -144,18 +147,11 @@ interface ContextKey {
   tokenHash: Uint8Array | null
 }
 
-/** One batcher per database. */
-const batchers = new WeakMap<Sql, (key: ContextKey) => Promise<DeviceContext | null>>()
+const loadBatched = batchedPerDatabase(loadDeviceContexts)
 
 /** The context of a request signed by the certificate with `fingerprint`; `tokenHash` null: no token was presented. */
 export function loadDeviceContext(sql: Sql, fingerprint: string, tokenHash: Uint8Array | null): Promise<DeviceContext | null> {
-  let load = batchers.get(sql)
-  if (!load) {
-    // Half the pool at most for these lookups: the rest is left to the writes that follow them.
-    load = createBatcher((keys: ContextKey[]) => loadDeviceContexts(sql, keys), { maxInFlight: Math.max(1, Math.floor(sql.connections / 2)), maxBatch: 100 })
-    batchers.set(sql, load)
-  }
-  return load({ fingerprint, tokenHash })
+  return loadBatched(sql, { fingerprint, tokenHash })
 }
 
 async function loadDeviceContexts(sql: Sql, keys: ContextKey[]): Promise<(DeviceContext | null)[]> {
