@@ -194,10 +194,18 @@ async function enrollDevices(server: Server, count: number): Promise<{ devices: 
   return { devices, perSecond: (count * 1000) / elapsed, p50: times[Math.floor(times.length / 2)]!, p99: times[Math.min(times.length - 1, Math.ceil(times.length * 0.99) - 1)]! }
 }
 
+/** Starts counting the server's and Postgres's CPU; the returned function gives each in ms per request. */
+function cpuMeter(server: Server): (requests: number) => { cpu: number; dbCpu: number } {
+  const serverCpu = () => server.pids().reduce((a, p) => a + cpuMsOf(p), 0)
+  const before = serverCpu()
+  const dbBefore = cpuOfCommand('postgres')
+  const perRequest = (ms: number, requests: number) => Math.round((ms / Math.max(1, requests)) * 100) / 100
+  return (requests) => ({ cpu: perRequest(serverCpu() - before, requests), dbCpu: perRequest(cpuSince('postgres', dbBefore), requests) })
+}
+
 async function cannon(name: string, server: Server, request: () => { method: string; path: string; headers?: Record<string, string>; body?: Buffer }): Promise<Row> {
   const base = server.base
-  const cpuBefore = server.pids().reduce((a, p) => a + cpuMsOf(p), 0)
-  const dbBefore = cpuOfCommand('postgres')
+  const cpuPerRequest = cpuMeter(server)
   const result = await autocannon({
     url: base,
     connections: CONNECTIONS,
@@ -211,9 +219,7 @@ async function cannon(name: string, server: Server, request: () => { method: str
       },
     ],
   })
-  const cpu = (server.pids().reduce((a, p) => a + cpuMsOf(p), 0) - cpuBefore) / Math.max(1, result.requests.total)
-  const dbCpu = cpuSince('postgres', dbBefore) / Math.max(1, result.requests.total)
-  return { run: name, rps: Math.round(result.requests.average), cpu: Math.round(cpu * 100) / 100, dbCpu: Math.round(dbCpu * 100) / 100, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx }
+  return { run: name, rps: Math.round(result.requests.average), ...cpuPerRequest(result.requests.total), p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts + result.non2xx }
 }
 
 /** Idle from each device in turn. */
@@ -269,8 +275,7 @@ async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<st
   const ackBytes = new Map<string, Buffer>()
   for (const [uuid, r] of acks) ackBytes.set(uuid, prepared(r.device, r))
   const latencies: number[] = []
-  const cpuBefore = server.pids().reduce((a, p) => a + cpuMsOf(p), 0)
-  const dbBefore = cpuOfCommand('postgres')
+  const cpuPerRequest = cpuMeter(server)
   let acknowledged = 0
   let errors = 0
   const until = performance.now() + SECONDS * 1000
@@ -311,8 +316,7 @@ async function commandCycle(server: Server, devices: BenchDevice[], acks: Map<st
   return {
     run: 'command cycle: Idle -> command -> Acknowledged -> next (commands/s)',
     rps: Math.round((acknowledged * 1000) / elapsed),
-    cpu: Math.round(((server.pids().reduce((a, p) => a + cpuMsOf(p), 0) - cpuBefore) / Math.max(1, latencies.length)) * 100) / 100,
-    dbCpu: Math.round((cpuSince('postgres', dbBefore) / Math.max(1, latencies.length)) * 100) / 100,
+    ...cpuPerRequest(latencies.length),
     p50: Math.round(latencies[Math.floor(latencies.length / 2)] ?? 0),
     p99: Math.round(latencies[Math.min(latencies.length - 1, Math.ceil(latencies.length * 0.99) - 1)] ?? 0),
     errors,
