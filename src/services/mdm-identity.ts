@@ -41,6 +41,8 @@ export interface IdentityInput {
   clientCertificate?: string
   /** The exact body bytes the signature covers. */
   body: Uint8Array
+  /** The body is not sent again (a command's result): its signature is not worth remembering. */
+  once?: boolean
   /** The Authorization header: the context holds the token it presents. */
   authorization?: string
 }
@@ -56,13 +58,13 @@ export async function identifyDevice(deps: { sql: Sql; keys: ServerKeys }, input
   if (input.clientCertificate) {
     certificate = certificateFromProxyHeader(input.clientCertificate)
     if (input.mdmSignature) {
-      const signer = verifyMdmSignature(input.mdmSignature, input.body)
+      const signer = verifyMdmSignature(input.mdmSignature, input.body, { once: input.once })
       if (fingerprintOf(signer) !== fingerprintOf(certificate)) {
         throw new DeviceIdentityError('Mdm-Signature is by another certificate than the TLS client certificate')
       }
     }
   } else {
-    certificate = verifyMdmSignature(input.mdmSignature, input.body)
+    certificate = verifyMdmSignature(input.mdmSignature, input.body, { once: input.once })
   }
   checkIssuedByCa(certificate, deps.keys.scepCa.certificate, now)
   const context = await loadDeviceContext(deps.sql, fingerprintOf(certificate), presentedTokenHash(input.authorization))

@@ -84,6 +84,29 @@ describe('verifyMdmSignature', () => {
     expect(verifyMdmSignature(header, body)).toBe(first)
   })
 
+  it('reads the header however its Base64 is laid out, and refuses what is not Base64', () => {
+    const header = sign(device)
+    const expected = certificateFingerprint(device.certificate.raw)
+    const fingerprint = (value: string) => certificateFingerprint(verifyMdmSignature(value, body, { once: true }).raw)
+    // Wrapped in lines and without its padding: the strict reading after the fast one.
+    expect(fingerprint(header.replace(/.{64}/g, '$&\n'))).toBe(expected)
+    expect(fingerprint(header.replace(/=+$/, ''))).toBe(expected)
+    // Node's decoder would skip these characters or read the URL-safe alphabet; the header is refused.
+    const at = header.length >> 1
+    for (const bad of [`${header.slice(0, at)}*${header.slice(at)}`, `${header.slice(0, at)}-_${header.slice(at + 2)}`, `${header.slice(0, at)}=${header.slice(at)}`]) {
+      expect(() => verifyMdmSignature(bad, body, { once: true })).toThrow(/not valid Base64/)
+    }
+  })
+
+  it('checks a body sent once (a command result) as it checks any other', () => {
+    const header = sign(device)
+    expect(certificateFingerprint(verifyMdmSignature(header, body, { once: true }).raw)).toBe(certificateFingerprint(device.certificate.raw))
+    expect(verifyMdmSignature(header, body, { once: true })).toBe(verifyMdmSignature(header, body))
+    const changed = Buffer.from(body)
+    changed[changed.length - 30] = changed[changed.length - 30]! ^ 0x20
+    expect(() => verifyMdmSignature(header, changed, { once: true })).toThrow(DeviceIdentityError)
+  })
+
   it('refuses a body with one byte changed (403)', () => {
     const changed = Buffer.from(body)
     changed[changed.length - 30] = changed[changed.length - 30]! ^ 0x20

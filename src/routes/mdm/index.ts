@@ -21,6 +21,8 @@ import { acceptRawBodies, rawBody } from '../bodies.js'
 /** 1 MiB: check-in messages are under 1 KiB; command results (profile lists, app lists) can be large. */
 export const MDM_BODY_LIMIT = 1024 * 1024
 
+const COMMAND_UUID_KEY = Buffer.from('<key>CommandUUID</key>')
+
 /** What the log line for a request says, filled in as the request goes. */
 type RequestLog = Record<string, string | undefined>
 
@@ -67,6 +69,8 @@ export default async function mdmRoutes(app: FastifyInstance) {
       mdmSignature: header(request, 'mdm-signature'),
       clientCertificate: clientCertHeader ? header(request, clientCertHeader) : undefined,
       body,
+      // A result names its command; an Idle (the same bytes every time) does not.
+      once: mediaType === COMMAND_CONTENT_TYPE && body.includes(COMMAND_UUID_KEY),
       authorization,
     })
     const device = context.certificate
