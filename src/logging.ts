@@ -64,11 +64,9 @@ export function scrub(value: unknown, depth = 0): unknown {
 export function loggerOptions(level: LoggerOptions['level']): LoggerOptions {
   return {
     level,
-    // Fast path for the common headers; `formatters.log` catches the rest at any depth.
-    redact: {
-      paths: ['req.headers.authorization', 'req.headers["mdm-signature"]', 'req.headers.cookie', 'res.headers["set-cookie"]', 'res.headers.location'],
-      censor: CENSOR,
-    },
+    // No `redact` paths: pino applies them after the serializers below, which log no headers, so they
+    // censored nothing and cost every line a clone (issue 15). `formatters.log` censors secret-named keys
+    // at any depth.
     formatters: {
       log: (obj) => scrub(obj) as Record<string, unknown>,
     },
