@@ -136,7 +136,11 @@ interface ResultKey {
 }
 type Stored = { outcome: ReportOutcome; next: { commandUuid: string; command: unknown } | null }
 
-const storeBatched = batchedPerDatabase(storeResults)
+/**
+ * Results are up to MDM_BODY_LIMIT (1 MiB) each: a statement carries at most 4 MiB of them (a larger one
+ * goes alone), so that a burst of large reports (application lists) is not one 100 MiB statement.
+ */
+const storeBatched = batchedPerDatabase(storeResults, { weight: { of: (key) => key.result.length, max: 4 * 1024 * 1024 } })
 
 export function storeResult(
   sql: Sql,

@@ -48,8 +48,6 @@ export interface Statement {
  */
 export interface Sql {
   query<T>(statement: Statement, values: unknown[]): Promise<T[]>
-  /** How many statements can run at once (the pool's size; 1 for PGlite). */
-  readonly connections: number
 }
 
 export interface Database {
@@ -150,7 +148,6 @@ function openPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>, l
     kind: 'postgres',
     prisma,
     sql: {
-      connections: options.poolMax,
       async query<T>(statement: Statement, values: unknown[]) {
         const { name, text, rowMode } = statement
         return (rowMode ? (await pool.query({ name, text, values, rowMode })).rows : (await pool.query({ name, text, values })).rows) as T[]
@@ -184,7 +181,6 @@ function wrapPglite(pglite: PGlite, close: () => Promise<void>): Database {
     kind: 'pglite',
     prisma,
     sql: {
-      connections: 1,
       async query<T>(statement: Statement, values: unknown[]) {
         return (await pglite.query<T>(statement.text, values, { rowMode: statement.rowMode ?? 'object' })).rows
       },

@@ -51,6 +51,18 @@ describe('createBatcher', () => {
     expect(calls.map((c) => c.keys)).toEqual([[1], [2, 3], [4, 5], [6]])
   })
 
+  it('puts no more weight than weight.max in one statement; a key heavier than that goes alone', async () => {
+    const { calls, run } = controlled()
+    const load = createBatcher(run, { maxInFlight: 1, maxBatch: 100, weight: { of: (k: number) => k, max: 10 } })
+    const answers = [1, 4, 5, 2, 30, 3, 3, 3].map((k) => load(k))
+    for (let i = 0; i < 5; i++) {
+      await tick()
+      calls.at(-1)!.finish()
+    }
+    expect(await Promise.all(answers)).toHaveLength(8)
+    expect(calls.map((c) => c.keys)).toEqual([[1], [4, 5], [2], [30], [3, 3, 3]])
+  })
+
   it('fails the lookups of a failed statement with its error, and only those; the queue goes on', async () => {
     const { calls, run } = controlled()
     const load = createBatcher(run, { maxInFlight: 1, maxBatch: 100 })

@@ -18,8 +18,8 @@ beforeAll(async () => {
 }, 60_000)
 afterAll(async () => t?.close())
 
-/** The app's database, one statement at a time. */
-const oneAtATime = (): Sql => ({ connections: 1, query: (statement, values) => t.app.db.sql.query(statement, values) })
+/** The app's database as a Sql of its own, so its reports queue in a batcher of their own (one statement at a time). */
+const oneAtATime = (): Sql => ({ query: (statement, values) => t.app.db.sql.query(statement, values) })
 
 async function deviceWithCommands(count: number) {
   const device = await activeDevice(t.app)
