@@ -108,6 +108,13 @@ function pick<T>(row: unknown[], part: Part): T | null {
  * planner from merging it into the outer query): one index lookup per table per pair, whatever the
  * statistics say, as the statement for one pair was.
  *
+ * A row already joined is not looked up again: the enrollment's current token is usually the presented
+ * one, and the users behind them the same user (`contextOf` takes them from the row that was read). The
+ * key is `nullif(...)`, and an index scan for NULL reads nothing. On a large database (100,000 enrollments)
+ * the B-tree descents were most of the statement's cost, and these were 3 of its 10. Those three are
+ * LATERAL ... OFFSET 0 as well: joined on an expression, Postgres hashed the whole users and tokens tables
+ * for each key on a small database (tested: the plan has index scans only).
+ *
  * The open-command probe is a LATERAL ... LIMIT 1, not EXISTS: Postgres may plan an EXISTS as one hash of
  * every open command in the table, built on each execution (the benchmark's command cycle caught that
  * plan on a database without statistics: ~7,000 rows read per request and 3 ms of Postgres CPU); the
@@ -116,7 +123,7 @@ function pick<T>(row: unknown[], part: Part): T | null {
  * below the commands still open, and a channel working through a long queue would otherwise step over
  * every one of them on each request (the command cycle read ~600 rows per request that way).
  */
-const STATEMENT = {
+export const STATEMENT = {
   name: 'mdm_device_contexts',
   rowMode: 'array',
   // One JSON array per row instead of ~45 columns: pg describes and decodes every column of every row on
@@ -132,9 +139,9 @@ CROSS JOIN LATERAL (
   LEFT JOIN access_tokens t ON t.token_hash = decode(k.token_hash, 'hex')
   LEFT JOIN users tu ON tu.id = t.user_id
   LEFT JOIN oauth2_grants g ON g.id = t.oauth2_grant_id
-  LEFT JOIN access_tokens ct ON ct.id = e.current_access_token_id
-  LEFT JOIN users cu ON cu.id = ct.user_id
-  LEFT JOIN users eu ON eu.id = e.user_id
+  LEFT JOIN LATERAL (SELECT * FROM access_tokens WHERE id = nullif(e.current_access_token_id, t.id) OFFSET 0) ct ON true
+  LEFT JOIN LATERAL (SELECT active FROM users WHERE id = nullif(ct.user_id, t.user_id) OFFSET 0) cu ON true
+  LEFT JOIN LATERAL (SELECT active FROM users WHERE id = nullif(nullif(e.user_id, t.user_id), ct.user_id) OFFSET 0) eu ON true
   LEFT JOIN LATERAL (SELECT true AS open FROM mdm_commands WHERE mdm_channel_id = ch.id AND completed_at IS NULL AND cancelled_at IS NULL ORDER BY seq DESC LIMIT 1) q ON true
   WHERE c.fingerprint_sha256 = k.fingerprint
   OFFSET 0
@@ -166,8 +173,14 @@ function contextOf(rows: unknown[][]): DeviceContext | null {
   const first = rows[0]
   if (!first) return null
   const token = pick<ContextToken>(first, T)
-  const currentToken = pick<ContextToken>(first, CT)
   const enrollment = pick<ContextEnrollment>(first, E)
+  // What the statement did not look up twice (its nullif conditions): the current token when it is the
+  // presented one, a user when it is the presented token's or the current token's.
+  const currentToken = token && enrollment?.currentAccessTokenId === token.id ? token : pick<ContextToken>(first, CT)
+  const presentedUserActive = first[PRESENTED_USER_ACTIVE] as boolean
+  const currentUserActive = currentToken && currentToken.userId === token?.userId ? presentedUserActive : (first[CURRENT_USER_ACTIVE] as boolean)
+  const enrollmentUserActive =
+    enrollment?.userId === token?.userId ? presentedUserActive : currentToken && enrollment?.userId === currentToken.userId ? currentUserActive : (first[ENROLLMENT_USER_ACTIVE] as boolean)
   const channels: ContextChannel[] = []
   for (const row of rows) {
     const channel = pick<ContextChannel>(row, CH)
@@ -177,8 +190,8 @@ function contextOf(rows: unknown[][]): DeviceContext | null {
     certificate: pick<ContextCertificate>(first, C)!,
     enrollment,
     channels,
-    presented: token ? { token, userActive: first[PRESENTED_USER_ACTIVE] as boolean, grantCreatedAt: ms(first[GRANT_CREATED]) } : null,
-    current: currentToken ? { token: currentToken, userActive: first[CURRENT_USER_ACTIVE] as boolean } : null,
-    userActive: enrollment ? (first[ENROLLMENT_USER_ACTIVE] as boolean) : null,
+    presented: token ? { token, userActive: presentedUserActive, grantCreatedAt: ms(first[GRANT_CREATED]) } : null,
+    current: currentToken ? { token: currentToken, userActive: currentUserActive } : null,
+    userActive: enrollment ? enrollmentUserActive : null,
   }
 }

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { certificateFingerprint } from '../../src/pki/certificate.js'
 import { hashSecret } from '../../src/pki/secrets.js'
-import { CONTEXT_FIELDS, loadDeviceContext } from '../../src/storage/device-context.js'
+import { CONTEXT_FIELDS, loadDeviceContext, STATEMENT } from '../../src/storage/device-context.js'
 import { admin, ADMIN_TOKEN } from '../helpers/admin.js'
 import { buildTestApp, type TestApp } from '../helpers/app.js'
 import { activeDevice, enrollDevice, type Device } from '../helpers/device.js'
@@ -70,6 +70,52 @@ describe('loadDeviceContext', () => {
     }
   })
 
+  it('reads each token and user from its own row whichever the statement looked up once for two roles (presented, current, enrollment user)', async () => {
+    // One device whose enrollment user, current token and presented tokens vary; every expectation is
+    // read with the Prisma API, row by row. The other user is inactive, so that a state taken from the
+    // wrong user shows.
+    const prisma = t.app.db.prisma
+    const device = await activeDevice(t.app)
+    const other = await activeDevice(t.app)
+    const fingerprint = certificateFingerprint(device.certificate.raw)
+    const certificate = await prisma.deviceCertificate.findUniqueOrThrow({ where: { fingerprintSha256: fingerprint } })
+    const { enrollment } = await prisma.mdmEnrollmentCertificate.findUniqueOrThrow({ where: { deviceCertificateId: certificate.id }, include: { enrollment: true } })
+    const ownToken = await prisma.accessToken.findUniqueOrThrow({ where: { tokenHash: hashSecret(device.user.token) } })
+    // A second token of the same user that is not the enrollment's current one (a new sign-in).
+    const secondSecret = 'a second sign-in of the same user, not yet presented'
+    await prisma.accessToken.create({ data: { tokenHash: hashSecret(secondSecret), userId: ownToken.userId, teamId: ownToken.teamId, method: 'dev', enrollUntil: new Date(Date.now() + 3_600_000) } })
+    await prisma.user.update({ where: { id: other.user.userId }, data: { active: false } })
+    const expected = async (secret: string | null) => {
+      const e = await prisma.mdmEnrollment.findUniqueOrThrow({ where: { id: enrollment.id } })
+      const user = await prisma.user.findUniqueOrThrow({ where: { id: e.userId } })
+      const presented = secret ? await prisma.accessToken.findUnique({ where: { tokenHash: hashSecret(secret) }, include: { user: true } }) : null
+      const current = e.currentAccessTokenId ? await prisma.accessToken.findUniqueOrThrow({ where: { id: e.currentAccessTokenId }, include: { user: true } }) : null
+      return {
+        presented: presented ? { token: only(presented, CONTEXT_FIELDS.token), userActive: presented.user.active, grantCreatedAt: null } : null,
+        current: current ? { token: only(current, CONTEXT_FIELDS.token), userActive: current.user.active } : null,
+        userActive: user.active,
+      }
+    }
+    const secrets = [device.user.token, secondSecret, other.user.token, 'unknown token', null]
+    try {
+      // The enrollment's current token: its own user's; then (as no server would set it) another user's.
+      for (const currentAccessTokenId of [ownToken.id, other.user.tokenId]) {
+        await prisma.mdmEnrollment.update({ where: { id: enrollment.id }, data: { currentAccessTokenId } })
+        for (const secret of secrets) {
+          const context = (await loadDeviceContext(t.app.db.sql, fingerprint, secret ? hashSecret(secret) : null))!
+          expect({ presented: context.presented, current: context.current, userActive: context.userActive }, `current ${currentAccessTokenId}, presented ${secret}`).toEqual(await expected(secret))
+        }
+      }
+      // Not vacuous: the inactive user shows where its rows are read.
+      expect((await expected(other.user.token)).presented!.userActive).toBe(false)
+      expect((await expected(null)).current!.userActive).toBe(false)
+      expect((await expected(null)).userActive).toBe(true)
+    } finally {
+      await prisma.mdmEnrollment.update({ where: { id: enrollment.id }, data: { currentAccessTokenId: enrollment.currentAccessTokenId } })
+      await prisma.user.update({ where: { id: other.user.userId }, data: { active: true } })
+    }
+  })
+
   it('answers each of many concurrent lookups with its own context when they share a statement (storage/batch.ts)', async () => {
     const fresh = await enrollDevice(t.app)
     // Each certificate with its own token, with another device's token, with none, and unknown ones:
@@ -91,6 +137,25 @@ describe('loadDeviceContext', () => {
     expect(new Set(alone.map((c) => (c as { certificate?: { id: string } } | null)?.certificate?.id)).size).toBe(4)
     expect((alone[1] as { presented: { token: { id: string } } }).presented.token.id).toBe(iphone.user.tokenId)
     expect((alone[3] as { presented: { token: { id: string } } }).presented.token.id).toBe(mac.user.tokenId)
+  })
+
+  it('is planned as index lookups, one per table and key, never a scan or a hash of a whole table', async () => {
+    // On this test's small tables, where a planner left to itself hashes them (the first form of the
+    // statement's deduplicated lookups did: a hash of every user and token, built for each key). On
+    // Postgres a named statement takes the connection's generic plan, as the server's does.
+    const keys = [[iphone, iphone.user.token], [mac, mac.user.token], [mac, iphone.user.token], [iphone, null]] as const
+    const values = [keys.map(([d]) => certificateFingerprint(d.certificate.raw)), keys.map(([, token]) => (token ? Buffer.from(hashSecret(token)).toString('hex') : null))]
+    const [row] = await t.app.db.sql.query<Record<string, unknown>>({ name: 'explain_device_contexts', text: `EXPLAIN (FORMAT JSON) ${STATEMENT.text}` }, values)
+    const plan = row!['QUERY PLAN']
+    const nodes: string[] = []
+    const walk = (node: { 'Node Type': string; Plans?: unknown[] }) => {
+      nodes.push(node['Node Type'])
+      for (const child of node.Plans ?? []) walk(child as typeof node)
+    }
+    walk((typeof plan === 'string' ? JSON.parse(plan) : plan)[0].Plan)
+    expect(nodes.filter((n) => n.endsWith('Scan') && !['Index Scan', 'Index Only Scan', 'Function Scan', 'Subquery Scan'].includes(n))).toEqual([])
+    expect(nodes.filter((n) => /Hash|Merge/.test(n))).toEqual([])
+    expect(nodes.filter((n) => n.startsWith('Index')).length).toBeGreaterThanOrEqual(10)
   })
 
   it('runs on connections that plan named statements once (a custom plan per execution cost more than the lookup)', async () => {
