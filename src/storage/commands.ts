@@ -137,8 +137,9 @@ interface ResultKey {
 type Stored = { outcome: ReportOutcome; next: { commandUuid: string; command: unknown } | null }
 
 /**
- * Results are up to MDM_BODY_LIMIT (1 MiB) each: a statement carries at most 4 MiB of them (a larger one
- * goes alone), so that a burst of large reports (application lists) is not one 100 MiB statement.
+ * A report's body is up to MDM_BODY_LIMIT (1 MiB): a statement carries at most 4 MiB of results (the
+ * length of their JSON; a larger one goes alone), so that a burst of large reports (application lists)
+ * is not one statement of 100 MiB.
  */
 const storeBatched = batchedPerDatabase(storeResults, { weight: { of: (key) => key.result.length, max: 4 * 1024 * 1024 } })
 
