@@ -209,7 +209,7 @@ function isTransactionRollback(err: unknown): boolean {
 /** NotNow: the command waits for the channel's next Idle. */
 export async function putAside(db: Db, mdmChannelId: string, commandUuid: string, now: Date): Promise<ReportOutcome> {
   const { count } = await db.mdmCommand.updateMany({
-    where: { commandUuid, mdmChannelId, status: { in: ['pending', 'sent', 'not_now'] } },
+    where: { commandUuid, mdmChannelId, status: { in: [...OPEN_STATUSES] } },
     data: { status: 'not_now', notNowAt: now },
   })
   if (count === 1) return 'stored'

@@ -5,6 +5,7 @@
  * enrollment with a row lock so that concurrent messages from one device apply one after the other.
  */
 import type { Prisma } from '../generated/prisma/client.js'
+import { OPEN_STATUSES } from './commands.js'
 import type { Client, Db, Tx } from './database.js'
 import type { ContextCertificate, MdmChannel, MdmEnrollment } from './types.js'
 
@@ -298,7 +299,7 @@ export async function removeEnrollments(db: Client, ids: string[], now: Date): P
     })
     const removedIds = removed.map((r) => r.id)
     if (removedIds.length) {
-      await tx.mdmCommand.updateMany({ where: { mdmEnrollmentId: { in: removedIds }, status: { in: ['pending', 'sent', 'not_now'] } }, data: { status: 'cancelled', cancelledAt: now } })
+      await tx.mdmCommand.updateMany({ where: { mdmEnrollmentId: { in: removedIds }, status: { in: [...OPEN_STATUSES] } }, data: { status: 'cancelled', cancelledAt: now } })
     }
     return removedIds
   })
