@@ -513,7 +513,7 @@ async function main() {
     .join(' ')}`
   const report = [
     `Commit ${commit}, ${new Date().toISOString().slice(0, 10)}; ${machine}.`,
-    `${DEVICES} devices, ${CONNECTIONS} connections, ${SECONDS} s per run, best of ${ROUNDS} alternating rounds; Postgres on the same machine.`,
+    `${DEVICES} devices, ${CONNECTIONS} connections, ${SECONDS} s per run, best of ${ROUNDS} alternating rounds (the large database: ${LARGE_ROUNDS}); Postgres on the same machine.`,
     '',
     table(),
     '',
