@@ -105,8 +105,10 @@ function pick<T>(row: unknown[], part: Part): T | null {
  * enrollment (at least one row), or none when no certificate has this fingerprint. Many requests share
  * one statement when the server is busy (storage/batch.ts): the pairs come as two arrays and each row
  * names its pair by position. Each pair is looked up by its own LATERAL subquery (`OFFSET 0` keeps the
- * planner from merging it into the outer query): one index lookup per table per pair, whatever the
- * statistics say, as the statement for one pair was.
+ * planner from merging it into the outer query): one index lookup per table per pair, as the statement
+ * for one pair was. Not on a small database that has statistics (tables of a few pages, analyzed): there
+ * Postgres scans and hashes the tables for each pair, slower but bounded by their size (the `.fails`
+ * test in test/storage/device-context.test.ts says what was tried).
  *
  * A row already joined is not looked up again: the enrollment's current token is usually the presented
  * one, and the users behind them the same user (`contextOf` takes them from the row that was read). The
