@@ -28,6 +28,7 @@ import { ensureDefaultTeam } from '../../src/storage/teams.js'
 import { mintAccessToken, upsertUser } from '../../src/services/tokens.js'
 import { openDatabase } from '../../src/storage/database.js'
 import { GO, OURS, startGo, startOurs, type OurServer, type RunningServer } from './servers.js'
+import { median } from '../lib/stats.js'
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 2000)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 8)
@@ -159,12 +160,6 @@ function table(rows: Measurement[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)))
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n')
-}
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
 async function main() {
