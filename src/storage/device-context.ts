@@ -106,14 +106,16 @@ function pick<T>(row: unknown[], part: Part): T | null {
  * one statement when the server is busy (storage/batch.ts): the pairs come as two arrays and each row
  * names its pair by position. Each pair is looked up by its own LATERAL subquery (`OFFSET 0` keeps the
  * planner from merging it into the outer query): one index lookup per table per pair, as the statement
- * for one pair was. Not on a small database that has statistics (tables of a few pages, analyzed): there
- * Postgres scans and hashes the tables for each pair, slower but bounded by their size (the `.fails`
- * test in test/storage/device-context.test.ts says what was tried).
+ * for one pair was. Each is by a hash index (migration 20261201000000_check_in_hash_indexes): one bucket
+ * page and the row's page whatever the table's size, where a B-tree read three index pages on 100,000
+ * enrollments and one on a small database. Not on a small database that has statistics (tables of a few
+ * pages, analyzed): there Postgres scans and hashes the tables for each pair, slower but bounded by their
+ * size (the `.fails` test in test/storage/device-context.test.ts says what was tried).
  *
  * A row already joined is not looked up again: the enrollment's current token is usually the presented
  * one, and the users behind them the same user (`contextOf` takes them from the row that was read). The
  * key is `nullif(...)`, and an index scan for NULL reads nothing. On a large database (100,000 enrollments)
- * the B-tree descents were most of the statement's cost, and these were 3 of its 10. Those three are
+ * the index descents were most of the statement's cost, and these were 3 of its 10. Those three are
  * LATERAL ... OFFSET 0 as well: joined on an expression, Postgres hashed the whole users and tokens tables
  * for each key on a small database (tested: the plan has index scans only).
  *
