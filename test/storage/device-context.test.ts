@@ -226,13 +226,18 @@ describe('loadDeviceContext', () => {
   // Fails: once autovacuum has analyzed a small database (tables of a few dozen rows, a few pages each),
   // Postgres prefers sequential scans and hashes of those tables to the index lookups, for each key.
   // Measured with pgbench on the benchmark's synthetic rows cut to 64 devices and analyzed, 16 keys per
-  // statement: ~850 statements a second against ~2,200 with index lookups. It stays bounded: a table of
-  // more than a few pages is read through its index by Postgres's own estimate (the 100,000-enrollment
-  // database is), and a small database has few devices to serve. Tried without success: each table as
-  // its own LATERAL ... OFFSET 0 subquery (sequential scans per key instead of hashes), and
-  // random_page_cost=1.1 on the connections (index lookups except the one-page
-  // mdm_enrollment_certificates, hashed). What would: the statement in a PL/pgSQL function with
-  // SET enable_seqscan = off and enable_hashjoin = off (its own plan settings), or a planner hint.
+  // statement: ~850 statements a second against ~2,200 with index lookups before the hash indexes, ~2,000
+  // (a plan now mixed) against ~4,500 with them. It stays bounded: a table of more than a few pages is
+  // read through its index by Postgres's own estimate (the 100,000-enrollment database is), and a small
+  // database has few devices to serve. Tried without success: each table as its own LATERAL ... OFFSET 0
+  // subquery (sequential scans per key instead of hashes), and random_page_cost=1.1 on the connections
+  // (index lookups except the one-page mdm_enrollment_certificates, hashed). Tried, measured, not kept:
+  // the statement as a PL/pgSQL function with SET enable_seqscan, enable_hashjoin and enable_mergejoin
+  // off (its own plan settings). It gets the index plan (the ~4,500 above), but the call costs more than
+  // it saves where the plan was already right: bench:mdm, two servers on one database in 7 alternating
+  // rounds, Idle with the function / without 0.93x unanalyzed and only 1.05x analyzed; pgbench, one key
+  // per statement on 100,000 enrollments: the wrapper alone -5%, its SET clauses another -4%. What would
+  // fix it without that cost: a planner hint (not in core Postgres).
   // Last in the file, as the ANALYZE changes the plans of the statements after it.
   it.fails('is planned as index lookups also once the tables are analyzed (a small database after autovacuum)', async () => {
     await t.app.db.prisma.$executeRawUnsafe(
