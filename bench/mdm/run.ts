@@ -460,9 +460,9 @@ async function main() {
       // above, minutes before, the ratio moved between 0.85x and 0.98x from one run to the next. The
       // original is left as it is, never vacuumed or analyzed (autovacuum is off here), so that it is
       // planned with index lookups as the copy is: told by VACUUM or ANALYZE that its tables hold 64 rows,
-      // Postgres plans the context lookup as sequential scans, which are slower (pgbench, 16 keys per
-      // statement: ~850/s against ~2,200/s; test/storage/device-context.test.ts has it as a .fails test),
-      // and the large database would look faster than it.
+      // Postgres plans the context lookup as sequential scans, which are slower (the .fails test in
+      // test/storage/device-context.test.ts has it with its figures), and the large database would look
+      // faster than it.
       console.error(`copying the database; generating ${ENROLLMENTS} enrollments and ${COMMANDS} commands in the copy`)
       await server.stop()
       await baseline.stop()
