@@ -402,7 +402,7 @@ async function main() {
   execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
   const database = await createPostgresDatabase(ADMIN_URL, 'mdm_bench')
   let server = await startServer(database.url, { WORKERS: '1' })
-  let baseline = await startBaseline(database.url)
+  const baseline = await startBaseline(database.url)
   let large: { url: string; drop(): Promise<void> } | undefined
   try {
     console.error(`enrolling ${DEVICES} devices`)
@@ -464,13 +464,13 @@ async function main() {
       // test/storage/device-context.test.ts has it with its figures), and the large database would look
       // faster than it.
       console.error(`copying the database; generating ${ENROLLMENTS} enrollments and ${COMMANDS} commands in the copy`)
+      // Nobody may be connected to a database being copied. The baseline is not needed after this part.
       await server.stop()
       await baseline.stop()
       large = await createPostgresDatabase(ADMIN_URL, 'mdm_bench_large', new URL(database.url).pathname.slice(1))
       const t = performance.now()
       await withClient(large.url, (c) => generateDataset(c, { enrollments: ENROLLMENTS, commands: COMMANDS }))
       notes.push(`The large database was generated in ${Math.round((performance.now() - t) / 1000)} s.`)
-      baseline = await startBaseline(database.url)
       server = await startServer(database.url, { WORKERS: '1' })
       const onLarge = await startServer(large.url, { WORKERS: '1' })
       try {
