@@ -31,7 +31,7 @@ async function planNodes(name: string): Promise<{ type: string; index?: string }
   return nodes
 }
 
-/** Scans that read a whole table (or a function's result) rather than an index. */
+/** Scans that read a whole table rather than an index (a Function Scan reads the keys, a Subquery Scan its subquery). */
 const notIndexScans = (nodes: { type: string }[]) => nodes.filter((n) => n.type.endsWith('Scan') && !['Index Scan', 'Index Only Scan', 'Function Scan', 'Subquery Scan'].includes(n.type))
 const hashesOrMerges = (nodes: { type: string }[]) => nodes.filter((n) => /Hash|Merge/.test(n.type))
 
